@@ -9,8 +9,8 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
-#: The PostgreSQL server that storage tests run against. CI sets CI=true, and
-#: there a server that does not answer fails the run instead of skipping.
+#: The PostgreSQL server that storage tests run against. Under CI (CI=true) a
+#: server that does not respond fails the run instead of skipping the tests.
 PG_URL = os.environ.get(
     "DICOM_MAPPINGS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -29,10 +29,10 @@ def _pg_available() -> str | None:
 
 @pytest.fixture(scope="session")
 def pg_base_url():
-    """The PostgreSQL URL; skips locally and fails under CI when it is not answering."""
+    """Return the PostgreSQL URL; skip locally, or fail under CI, when it does not respond."""
     reason = _pg_available()
     if reason:
-        message = f"PostgreSQL at {PG_URL} is not answering ({reason})"
+        message = f"PostgreSQL at {PG_URL} is not responding ({reason})"
         if os.environ.get("CI"):
             pytest.fail(message + "; CI must run the PostgreSQL tests")
         pytest.skip(message)
