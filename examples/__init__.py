@@ -1,0 +1,1 @@
+"""Examples of hosting xnat-dicom-mappings; run them from the repository root."""
