@@ -375,3 +375,30 @@ def test_store_unavailable_is_retried(tmp_path):
     with pytest.raises(StoreUnavailable):
         ext.rules()
     ext.close()
+
+
+def test_cache_keeps_expired_rules_when_store_down():
+    from xnat_dicom_mappings.errors import StoreUnavailable
+    from xnat_dicom_mappings.extension import RuleCache
+    from xnat_dicom_mappings.rules import Rule
+
+    rule = Rule(scope="Site", field_name="weight", field_type="float",
+                dicom_tag="0x00101030", schema_element="xnat:mrSessionData", id=1)
+    cache = RuleCache(max_age=0.0)
+    assert cache.get(lambda: [rule]) == [rule]
+
+    def unavailable():
+        raise StoreUnavailable("database down")
+
+    assert cache.get(unavailable) == [rule]
+
+
+def test_cache_raises_when_store_down_and_empty():
+    from xnat_dicom_mappings.errors import StoreUnavailable
+    from xnat_dicom_mappings.extension import RuleCache
+
+    def unavailable():
+        raise StoreUnavailable("database down")
+
+    with pytest.raises(StoreUnavailable, match="database down"):
+        RuleCache().get(unavailable)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from . import config, signals
+from .errors import StoreUnavailable
 from .host import DefaultHost, Host
 from .rules import Rule
 from .storage import RuleStore, create_engine
@@ -41,7 +42,17 @@ class RuleCache:
         with self._lock:
             expired = self.max_age is not None and time.monotonic() - self._loaded_at > self.max_age
             if self._rules is None or expired:
-                self._rules = load()
+                try:
+                    self._rules = load()
+                except StoreUnavailable:
+                    if self._rules is None:
+                        raise
+                    # Only the age limit expired: no change is known, so the
+                    # rules in memory are still the best answer until the
+                    # database is back.
+                    logger.warning("rule database unavailable; archiving with the rules loaded %.0f s ago",
+                                   time.monotonic() - self._loaded_at)
+                    return self._rules
                 self._loaded_at = time.monotonic()
             return self._rules
 
@@ -191,6 +202,13 @@ class DicomMappings:
         ``extractor.extract_session`` and sends ``signals.session_extracted``
         with the result. A receiver that raises is logged and the result is
         still returned.
+
+        Bad files, tags and values never raise; they are problems in the
+        result. When the rule database cannot be reached, the rules loaded
+        before are used if the cache only aged out; with no rules loaded yet
+        (or after a known change) it raises
+        :class:`~xnat_dicom_mappings.errors.StoreUnavailable`, so the host can
+        retry instead of archiving without the mappings.
         """
         from . import extractor
 
