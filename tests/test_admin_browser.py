@@ -121,11 +121,14 @@ def screenshot(page, name: str, full_page: bool = True) -> Path:
     return path
 
 
-def log_in(page, username: str):
+def log_in(page, username: str, *, wait_ready: bool = True):
     page.goto(ADMIN_PATH)
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(f"{username}-password")
     page.get_by_role("button", name="Log in").click()
+    if wait_ready:
+        # The page's script attaches its handlers after the first rules load.
+        page.wait_for_selector("html[data-ready=true]", state="attached")
 
 
 def csp_violations(page) -> list[str]:
@@ -353,7 +356,7 @@ def test_regular_user_is_refused(page):
     response_codes = []
     page.on("response", lambda response: response.url.endswith(ADMIN_PATH) and response_codes.append(response.status))
 
-    log_in(page, "user")
+    log_in(page, "user", wait_ready=False)
 
     expect(page.get_by_role("heading", name="Administrators only")).to_be_visible()
     assert response_codes[-1] == 403

@@ -1017,7 +1017,10 @@
     byId("preview-form").addEventListener("submit", runPreview);
     byId("import-form").addEventListener("submit", runImport);
 
-    loadRules();
+    // Tests and scripts wait for this mark before they click anything.
+    loadRules().then(function () {
+      document.documentElement.setAttribute("data-ready", "true");
+    });
   }
 
   if (document.readyState === "loading") {
