@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from xnat_dicom_mappings.host import DefaultHost
+from xnat_dicom_mappings.security import admin_required
 
-from apps import ADMIN, API, USER, create_test_app, login, rule_json
+from apps import ADMIN, API, USER, USERS, User, create_test_app, login, rule_json
 
 
 def plugin_routes() -> list[tuple[str, str]]:
@@ -196,6 +197,81 @@ def test_cookie_user_is_403(app):
     login(client, "user")
 
     assert client.get(API).status_code == 403
+
+
+def test_cookie_with_junk_authorization_needs_token(app):
+    client = app.test_client()
+    login(client, "admin")
+
+    response = client.post(API, json=rule_json(), headers={"Authorization": "Bearer not-a-token"})
+
+    assert response.status_code == 403
+    assert client.get(API).get_json() == []
+
+
+def test_cookie_with_valid_basic_needs_token(app):
+    # flask-login takes the user from the session and never calls the
+    # request_loader, so the cookie authenticated this request, not the header.
+    client = app.test_client()
+    login(client, "admin")
+
+    response = client.post(API, json=rule_json(), headers=ADMIN)
+
+    assert response.status_code == 403
+    assert client.get(API).get_json() == []
+
+
+def test_cookie_with_valid_basic_and_token(app):
+    client = app.test_client()
+    token = login(client, "admin")
+
+    response = client.post(API, json=rule_json(), headers={**ADMIN, "X-CSRFToken": token})
+
+    assert response.status_code == 201
+
+
+def test_stale_session_with_basic_needs_no_token(app):
+    # The session names a user that no longer exists, so flask-login falls
+    # back to the request_loader, which authenticates the Authorization header.
+    USERS["gone"] = User("gone", "gone", True)
+    client = app.test_client()
+    try:
+        login(client, "gone")
+    finally:
+        del USERS["gone"]
+
+    response = client.post(API, json=rule_json(), headers=ADMIN)
+
+    assert response.status_code == 201
+
+
+def test_request_loader_by_cookie_needs_token(app):
+    # A request_loader that reads a cookie is as exposed to cross-site forms as
+    # the session cookie, so only requests with an Authorization header are exempt.
+    app.login_manager.request_loader(lambda req: USERS["admin"] if req.cookies.get("api_key") == "secret" else None)
+    client = app.test_client()
+    client.set_cookie("api_key", "secret")
+
+    assert client.get(API).status_code == 200
+    assert client.post(API, json=rule_json()).status_code == 403
+
+
+def test_admin_required_view_keeps_csrf(app):
+    @app.post("/host-action")
+    @admin_required
+    def host_action():
+        return {"done": True}
+
+    client = app.test_client()
+    token = login(client, "admin")
+
+    without = client.post("/host-action", headers={"Authorization": "Bearer not-a-token"})
+    with_token = client.post("/host-action", headers={"X-CSRFToken": token})
+    basic_only = app.test_client().post("/host-action", headers=ADMIN)
+
+    assert without.status_code == 403
+    assert with_token.status_code == 200
+    assert basic_only.status_code == 200
 
 
 def test_csrf_can_be_disabled(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from apps import ADMIN, API, create_test_app, rule_json
@@ -204,3 +206,170 @@ def test_no_stack_trace_in_error(client):
     response = put(client, rule_json(dicomTag=None))
 
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+# -- control characters and unpaired surrogates ----------------------------------------
+
+
+@pytest.mark.parametrize("field, value", [
+    ("scopeObjectId", "Project\x00A"),
+    ("scopeObjectId", "ProjectA\n"),
+    ("fieldName", "weight\x00"),
+    ("dicomTag", '(0019,"SIEMENS\x00MR",0C)'),
+    ("schemaElement", "xnat:mrSessionData\x00"),
+    ("scope", "Project\x7f"),
+    ("fieldType", "float\x85"),
+    ("conflictPolicy", "unique\x00"),
+])
+def test_control_character_in_body_field(client, field, value):
+    body = rule_json(scope="Project", scopeObjectId="ProjectA")
+    body[field] = value
+
+    response = put(client, body)
+
+    assert_rejected(client, response, field)
+    assert "control character" in response.get_json()["errors"][field][0]
+
+
+def test_unpaired_surrogate_in_body_field(client):
+    # json.dumps would escape the surrogate the same way; written out so the escape is visible.
+    body = '{"scope": "Project", "scopeObjectId": "Project\\ud800", "fieldName": "weight", ' \
+           '"fieldType": "float", "dicomTag": "0x00101030", "schemaElement": "xnat:mrSessionData"}'
+
+    response = client.put(API + "/update", data=body, headers={**ADMIN, "Content-Type": "application/json"})
+
+    assert_rejected(client, response, "scopeObjectId")
+    assert "U+D800" in response.get_json()["errors"]["scopeObjectId"][0]
+
+
+@pytest.mark.parametrize("path, name", [
+    (API, "scope"),
+    (API, "project"),
+    (API, "schemaElement"),
+    (API, "fieldName"),
+    (API, "dicomTag"),
+    (API, "XNAT_CSRF"),
+    (API + "/effective", "project"),
+    (API + "/effective", "schemaElement"),
+    (API + "/history", "page"),
+    (API + "/export", "format"),
+])
+def test_nul_in_query_argument(client, path, name):
+    query = {name: "a\x00b"}
+    if path.endswith("/effective") and name != "project":
+        query["project"] = "ProjectA"
+
+    response = client.get(path, query_string=query, headers=ADMIN)
+
+    assert response.status_code == 400, response.get_json()
+    assert name in response.get_json()["errors"]
+    assert name in response.get_json()["message"]
+
+
+def test_nul_in_import_mode(client):
+    response = client.post(API + "/import", query_string={"mode": "merge\x00"}, json=[], headers=ADMIN)
+
+    assert response.status_code == 400
+    assert "mode" in response.get_json()["errors"]
+
+
+def test_nul_in_import_bundle_rule(client):
+    bundle = {"rules": [rule_json(), rule_json(scope="Project", scopeObjectId="Project\x00A", fieldName="height")]}
+
+    response = client.post(API + "/import", json=bundle, headers=ADMIN)
+
+    assert response.status_code == 400
+    assert "scopeObjectId" in response.get_json()["errors"]["rules"]["1"]
+    assert client.get(API, headers=ADMIN).get_json() == []
+
+
+def test_store_filter_with_nul_matches_nothing(tmp_path, db_url):
+    from xnat_dicom_mappings.storage import RuleFilter
+
+    app = create_test_app(tmp_path, db_url=db_url)
+    store = app.extensions["dicom_mappings"].store
+    assert app.test_client().post(API, json=rule_json(), headers=ADMIN).status_code == 201
+
+    rules, total = store.list(RuleFilter(field_name="weight\x00"))
+    every_rule, every_total = store.list(RuleFilter(scope="Site"))
+
+    app.extensions["dicom_mappings"].close()
+    assert (rules, total) == ([], 0)
+    assert every_total == 1
+
+
+# -- JSON nesting, streamed bodies and rules per import ------------------------------------
+
+
+@pytest.mark.parametrize("method, path", [("POST", API), ("PUT", API + "/update"), ("POST", API + "/import")])
+def test_deeply_nested_body_is_400(client, method, path):
+    response = client.open(path, method=method, data="{\"a\": " * 10_000,
+                           headers={**ADMIN, "Content-Type": "application/json"})
+
+    assert response.status_code == 400
+    assert "nested too deeply" in response.get_json()["message"]
+
+
+def streamed_post(client, body: bytes):
+    """POST ``body`` without Content-Length, as a server passes a chunked request on."""
+    import io
+
+    return client.post(API, input_stream=io.BytesIO(body), content_type="application/json",
+                       headers={**ADMIN, "Transfer-Encoding": "chunked"},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_streamed_body_at_limit_is_accepted(client):
+    from xnat_dicom_mappings import config
+
+    text = json.dumps(rule_json()).encode()
+    body = text + b" " * (config.DICOM_MAPPINGS_MAX_BODY_BYTES - len(text))
+
+    response = streamed_post(client, body)
+
+    assert response.status_code == 201, response.get_json()
+
+
+def test_streamed_body_one_byte_over_limit_is_413(client):
+    from xnat_dicom_mappings import config
+
+    limit = config.DICOM_MAPPINGS_MAX_BODY_BYTES
+    text = json.dumps(rule_json()).encode()
+    body = text + b" " * (limit + 1 - len(text))
+
+    response = streamed_post(client, body)
+
+    assert response.status_code == 413
+    assert f"at most {limit}" in response.get_json()["message"]
+    assert client.get(API, headers=ADMIN).get_json() == []
+
+
+@pytest.fixture
+def small_import_client(tmp_path, db_url):
+    app = create_test_app(tmp_path, db_url=db_url, DICOM_MAPPINGS_MAX_IMPORT_RULES=2)
+    yield app.test_client()
+    app.extensions["dicom_mappings"].close()
+
+
+def numbered_rules(count: int) -> list[dict]:
+    return [rule_json(fieldName=f"f{index}", dicomTag=f"0x0010{0x1030 + index:04X}") for index in range(count)]
+
+
+@pytest.mark.parametrize("dry_run", ["false", "true"])
+def test_import_over_rule_limit_is_413(small_import_client, dry_run):
+    client = small_import_client
+
+    response = client.post(API + "/import", query_string={"dryRun": dry_run},
+                           json={"rules": numbered_rules(3)}, headers=ADMIN)
+
+    assert response.status_code == 413
+    assert "has 3 rules" in response.get_json()["message"]
+    assert "at most 2" in response.get_json()["message"]
+    assert client.get(API, headers=ADMIN).get_json() == []
+
+
+def test_import_at_rule_limit_is_accepted(small_import_client):
+    response = small_import_client.post(API + "/import", json=numbered_rules(2), headers=ADMIN)
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["summary"]["create"] == 2

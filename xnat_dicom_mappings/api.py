@@ -12,7 +12,7 @@ import re
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import (
     BadRequest,
@@ -55,6 +55,9 @@ DEFAULT_PAGE_SIZE = 100
 
 #: URL part of one rule.
 RULE_ID_PATH = "/<int:rule_id>"
+
+#: Attribute of ``flask.g`` that contains the parsed JSON body once a view has read it.
+_JSON_BODY = "dicom_mappings_json_body"
 
 blueprint = Blueprint(BLUEPRINT_NAME, __name__)
 
@@ -153,11 +156,33 @@ def _json_body():
         content_type = request.headers.get("Content-Type") or "none"
         raise UnsupportedMediaType(f"The body must be JSON sent with Content-Type: application/json, not {content_type}.")
 
-    raw = request.get_data(cache=True)
+    raw = _read_body()
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
+    except RecursionError as exc:
+        raise BadRequest("The body is not valid JSON for this API: its arrays and objects are nested too deeply.") from exc
     except ValueError as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}.") from exc
+
+    setattr(g, _JSON_BODY, data)
+    return data
+
+
+def _read_body() -> bytes:
+    """Return the request body, or raise 413 when it is larger than ``request.max_content_length``.
+
+    A body with Content-Length was already checked in :func:`check_request`. A
+    body without it (chunked transfer encoding) is read through Werkzeug's
+    ``LimitedStream``, whose ``readall`` stops at the limit without reading
+    further (Werkzeug 3.1). A body of exactly the limit and a longer one then
+    read the same, so one more byte is read from the WSGI stream to tell them apart.
+    """
+    raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        if request.input_stream.read(1):
+            raise RequestEntityTooLarge(f"The request body has more than {limit} bytes; at most {limit} are accepted.")
+    return raw
 
 
 def _rule_body() -> dict:
@@ -231,13 +256,12 @@ def _expected_version(rule_id: int) -> int | None:
 
 def _log_error(status: int, message: str, *, exc_info=None) -> None:
     rule_id = (request.view_args or {}).get("rule_id")
-    if rule_id is None and request.is_json and status != 413:
-        try:
-            body = request.get_json(silent=True, cache=True)
-        except HTTPException:  # a body over the size limit cannot be read
-            body = None
-        if isinstance(body, dict):
-            rule_id = body.get("id")
+    if rule_id is None:
+        # Only a body that the view parsed already: parsing here again could
+        # fail the same way as in the view, and this runs inside error handlers.
+        body = g.get(_JSON_BODY)
+        if isinstance(body, dict) and isinstance(body.get("id"), (int, str)):
+            rule_id = body["id"]
     try:
         user = _user_name()
     except Exception:  # the user lookup itself may need the unavailable database
@@ -688,7 +712,10 @@ def import_rules():
         project and fieldName, or else the same dicomTag. Ids in the bundle are
         ignored. mode=merge creates and updates, mode=replace also deletes the
         stored rules that the bundle lacks. dryRun=true returns the changes
-        without making them.
+        without making them. A bundle may contain at most
+        DICOM_MAPPINGS_MAX_IMPORT_RULES rules (10,000 by default) and
+        DICOM_MAPPINGS_MAX_IMPORT_BYTES bytes (8 MiB by default); a larger one
+        fails with 413.
       parameters:
         - {in: query, schema: ImportArgs}
       requestBody:
@@ -706,6 +733,7 @@ def import_rules():
             application/json: {schema: ImportResultSchema}
         400: {$ref: "#/components/responses/Invalid"}
         409: {$ref: "#/components/responses/Conflict"}
+        413: {$ref: "#/components/responses/TooLarge"}
     """
     args = ImportArgs().load_args(request.args)
     if args["mode"] not in ("merge", "replace"):
@@ -736,6 +764,13 @@ def _load_bundle(data) -> list:
 
     if not isinstance(items, list):
         raise ValidationError({"rules": ["The bundle must contain a JSON array of rules, as GET /export returns."]})
+
+    maximum = _ext().settings["DICOM_MAPPINGS_MAX_IMPORT_RULES"]
+    if len(items) > maximum:
+        raise RequestEntityTooLarge(
+            f"The bundle has {len(items)} rules; at most {maximum} are accepted in one import "
+            "(DICOM_MAPPINGS_MAX_IMPORT_RULES). Import the rules in parts with mode=merge."
+        )
 
     schema = RuleSchema(host=_ext().host)
     rules = []

@@ -39,6 +39,12 @@ DICOM_MAPPINGS_MAX_BODY_BYTES = 64 * 1024
 #: Largest body, in bytes, of ``POST /import``.
 DICOM_MAPPINGS_MAX_IMPORT_BYTES = 8 * 1024 * 1024
 
+#: Maximum number of rules that one ``POST /import`` accepts. A larger bundle
+#: fails with 413 before any of its rules is validated. Every rule of an import
+#: is validated and written in one request and one transaction, so this bounds
+#: the time and memory of that request.
+DICOM_MAPPINGS_MAX_IMPORT_RULES = 10_000
+
 #: Most files that one ``POST /preview`` accepts, zip members counted one by one.
 DICOM_MAPPINGS_PREVIEW_MAX_FILES = 500
 
@@ -49,8 +55,10 @@ DICOM_MAPPINGS_PREVIEW_MAX_BYTES = 64 * 1024 * 1024
 #: Largest ``pageSize`` a list or history request may ask for.
 DICOM_MAPPINGS_MAX_PAGE_SIZE = 1000
 
-#: Require the ``X-CSRFToken`` header on state-changing requests that carry
-#: no ``Authorization`` header, i.e. that rely on the session cookie.
+#: Require the ``X-CSRFToken`` header on state-changing requests, except on
+#: those that the host's flask-login request_loader authenticated from the
+#: ``Authorization`` header. A request that the session cookie authenticated
+#: needs the token even when it also carries an ``Authorization`` header.
 DICOM_MAPPINGS_CSRF_ENABLED = True
 
 #: Name of the request header that carries the CSRF token.

@@ -32,14 +32,17 @@ BODY_RESPONSES = {
 }
 
 ERROR_RESPONSES = {
-    "Invalid": "Invalid body or query arguments; `errors` names each field.",
+    "Invalid": "Invalid body or query arguments; `errors` names each field. Control characters "
+               "(U+0000 to U+001F, U+007F to U+009F) and unpaired surrogates are invalid in every text value.",
     "NotFound": "No rule has this id.",
     "Conflict": "The rule duplicates another one on (schemaElement, scope, project, dicomTag) or "
                 "(schemaElement, scope, project, fieldName); `existingId` names it.",
     "Stale": "If-Match names a version of the rule that is no longer current.",
     "Unauthorized": "Nobody is logged in.",
     "Forbidden": "The user is not an administrator, or a cookie-session request lacks the CSRF token.",
-    "TooLarge": "The body is larger than DICOM_MAPPINGS_MAX_BODY_BYTES (DICOM_MAPPINGS_MAX_IMPORT_BYTES for /import, DICOM_MAPPINGS_PREVIEW_MAX_BYTES for /preview).",
+    "TooLarge": "The body is larger than DICOM_MAPPINGS_MAX_BODY_BYTES (DICOM_MAPPINGS_MAX_IMPORT_BYTES for /import, DICOM_MAPPINGS_PREVIEW_MAX_BYTES for /preview), "
+                "a bundle for /import has more than DICOM_MAPPINGS_MAX_IMPORT_RULES rules, "
+                "or a /preview upload has more than DICOM_MAPPINGS_PREVIEW_MAX_FILES files.",
     "UnsupportedMediaType": "The body is not sent as application/json (multipart/form-data for /preview).",
     "ServerError": "An unexpected error; the server log has the details.",
     "Unavailable": "The rule database is unavailable; nothing was changed.",

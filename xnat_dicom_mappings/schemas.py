@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validates_schema
 from marshmallow.validate import Range
 
 from . import tags
@@ -30,6 +30,24 @@ RULE_KEYS = (
     "id", "scope", "scopeObjectId", "fieldName", "fieldType", "dicomTag", "schemaElement", "conflictPolicy",
 )
 
+#: Characters that no text value of the API may contain: the C0 and C1 control
+#: characters, DEL, and the UTF-16 surrogates that a JSON ``\uD800`` escape
+#: can produce unpaired. PostgreSQL rejects NUL in text, neither database can
+#: encode an unpaired surrogate as UTF-8, and none of them belongs in a project
+#: ID, xsi type, field name, tag expression or keyword.
+FORBIDDEN_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def forbidden_character_error(name: str, text: str) -> str | None:
+    """Return the error message for the first forbidden character in ``text``, or ``None`` when it has none."""
+    match = FORBIDDEN_CHARACTERS.search(text)
+    if match is None:
+        return None
+
+    code = ord(match.group())
+    kind = "an unpaired surrogate" if 0xD800 <= code <= 0xDFFF else "a control character"
+    return f"Invalid {name}: character {match.start() + 1} is U+{code:04X}, {kind}; remove it."
+
 
 def _string_errors(example: str) -> dict:
     return {"invalid": f"Must be a JSON string, such as {example}."}
@@ -47,7 +65,18 @@ class StrictInteger(fields.Integer):
         return super()._validated(value)
 
 
-class ScopeField(fields.String):
+class Text(fields.String):
+    """A string without the characters of :data:`FORBIDDEN_CHARACTERS`."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        message = forbidden_character_error(self.data_key or attr or self.name, text)
+        if message:
+            raise ValidationError(message)
+        return text
+
+
+class ScopeField(Text):
     """``site`` or ``project`` in any letter case, loaded as XNAT spells it."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -59,7 +88,7 @@ class ScopeField(fields.String):
         raise ValidationError(f"Invalid scope {value!r}: use \"Site\" or \"Project\" (any letter case).")
 
 
-class FieldTypeField(fields.String):
+class FieldTypeField(Text):
     """One of :data:`~xnat_dicom_mappings.rules.FIELD_TYPES`, any letter case, loaded in lowercase."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -69,7 +98,7 @@ class FieldTypeField(fields.String):
         return text
 
 
-class ConflictPolicyField(fields.String):
+class ConflictPolicyField(Text):
     """One of :data:`~xnat_dicom_mappings.rules.CONFLICT_POLICIES`, any letter case."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -81,7 +110,7 @@ class ConflictPolicyField(fields.String):
         return text
 
 
-class DicomTagField(fields.String):
+class DicomTagField(Text):
     """A tag expression of :mod:`~xnat_dicom_mappings.tags`, loaded in its canonical form."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -92,7 +121,7 @@ class DicomTagField(fields.String):
             raise ValidationError(str(exc)) from exc
 
 
-class FieldNameField(fields.String):
+class FieldNameField(Text):
     """A field name matching :data:`FIELD_NAME_PATTERN`, at most FIELD_NAME_MAX_LENGTH characters."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -112,7 +141,7 @@ class FieldNameField(fields.String):
         return text
 
 
-class SchemaElementField(fields.String):
+class SchemaElementField(Text):
     """A concrete xsi type known to the host, any letter case, loaded in its canonical spelling."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -168,7 +197,7 @@ class RuleSchema(Schema):
     id = StrictInteger(allow_none=True, load_default=None, validate=Range(min=0, max=MAX_RULE_ID), metadata={"description": "Rule id; absent or 0 for a new rule."})
     scope = ScopeField(required=True, error_messages=_string_errors('"Site" or "Project"'),
                        metadata={"enum": [SITE, PROJECT], "description": "Site or Project, any letter case on input."})
-    scopeObjectId = fields.String(allow_none=True, load_default=None, error_messages=_string_errors('"ProjectA"'),
+    scopeObjectId = Text(allow_none=True, load_default=None, error_messages=_string_errors('"ProjectA"'),
                                   metadata={"description": "Project ID for project rules; empty or null for site rules."})
     fieldName = FieldNameField(required=True, error_messages=_string_errors('"weight"'),
                                metadata={"pattern": FIELD_NAME_PATTERN.pattern, "maxLength": FIELD_NAME_MAX_LENGTH})
@@ -272,6 +301,18 @@ class QuerySchema(Schema):
     format = fields.Raw(load_only=True)
     cache_buster = fields.Raw(data_key="_", load_only=True)
 
+    @pre_load
+    def reject_forbidden_characters(self, data, **kwargs):
+        """Reject every argument, known or not, whose value contains a character of :data:`FORBIDDEN_CHARACTERS`."""
+        errors = {}
+        for name, value in data.items():
+            message = forbidden_character_error(name, value) if isinstance(value, str) else None
+            if message:
+                errors[name] = [message]
+        if errors:
+            raise ValidationError(errors)
+        return data
+
     def load_args(self, args) -> dict:
         """Load a MultiDict of query arguments; the first value of a repeated argument wins."""
         data = self.load(args.to_dict(flat=True))
@@ -313,7 +354,7 @@ class EmptyArgs(QuerySchema):
 class RuleResponseSchema(Schema):
     id = fields.Integer()
     scope = fields.String(metadata={"enum": [SITE, PROJECT]})
-    scopeObjectId = fields.String(allow_none=True)
+    scopeObjectId = Text(allow_none=True)
     fieldName = fields.String()
     fieldType = fields.String(metadata={"enum": list(FIELD_TYPES)})
     dicomTag = fields.String()

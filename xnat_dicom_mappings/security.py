@@ -8,7 +8,8 @@ import logging
 import secrets
 from typing import Any, Callable
 
-from flask import current_app, request, session
+from flask import current_app, g, request, session
+from flask_login.signals import user_loaded_from_request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 logger = logging.getLogger(__name__)
@@ -18,6 +19,23 @@ CSRF_SESSION_KEY = "_dicom_mappings_csrf_token"
 
 #: Methods that change state and so need the CSRF token on cookie sessions.
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+#: Attribute of ``flask.g`` that contains the user whom the host's flask-login
+#: request_loader returned for this request.
+_REQUEST_LOADER_USER = "_dicom_mappings_request_loader_user"
+
+
+def _remember_request_loader_user(sender, user, **extra) -> None:
+    # flask-login sends user_loaded_from_request only when the request_loader,
+    # not the session cookie or the remember-me cookie, returned a user. It
+    # caches that user in flask.g for the rest of the request, and so does this.
+    setattr(g, _REQUEST_LOADER_USER, user)
+
+
+# Connected at import time, so the receiver is in place before the first
+# request loads a user. Blinker keeps only a weak reference to the receiver,
+# which is enough because this module keeps the function alive.
+user_loaded_from_request.connect(_remember_request_loader_user)
 
 
 def csrf_token() -> str:
@@ -69,17 +87,44 @@ def require_admin() -> Any:
     return user
 
 
-def check_csrf() -> None:
-    """Raise Forbidden when a state-changing cookie-session request lacks the CSRF token.
+def authenticated_by_authorization_header() -> bool:
+    """Return whether the host's request_loader authenticated this request from its ``Authorization`` header.
 
-    A request with an ``Authorization`` header (HTTP Basic, bearer token)
-    carries its own credentials, which a cross-site form cannot send, so it
-    needs no token.
+    Both must hold: flask-login loaded the current user through the
+    request_loader, and the request carries an ``Authorization`` header. The
+    request_loader runs only when the session cookie named no valid user and no
+    remember-me cookie was sent, so a request that a cookie authenticated never
+    counts, whatever headers it also carries. Requiring the header as well keeps
+    a request_loader that reads a cookie of its own from counting.
+
+    NOTE: a user that flask-login's deprecated ``header_loader`` returns does
+    not count, so such a host's header-authenticated writes need the token.
+    """
+    if "Authorization" not in request.headers:
+        return False
+
+    user = current_user()  # loads the user, and so runs the request_loader, if not done yet
+    return user is not None and g.get(_REQUEST_LOADER_USER) is user
+
+
+def check_csrf() -> None:
+    """Raise Forbidden when a state-changing request that a cookie authenticated lacks the CSRF token.
+
+    Only a request that the host's request_loader authenticated from the
+    ``Authorization`` header (HTTP Basic, bearer token) is exempt, because a
+    cross-site form cannot set that header. Any other ``Authorization`` header
+    changes nothing: with a logged-in session cookie, flask-login takes the
+    user from the session and never calls the request_loader, so the cookie
+    authenticated the request and the token is required.
+
+    NOTE: a browser that has cached HTTP Basic credentials for the site sends
+    them on cross-site requests too. Setting ``DICOM_MAPPINGS_AUTH_CHALLENGE``
+    to a Basic challenge makes browsers prompt for and cache them.
     """
     settings = _extension().settings
     if not settings["DICOM_MAPPINGS_CSRF_ENABLED"]:
         return
-    if request.method not in STATE_CHANGING_METHODS or "Authorization" in request.headers:
+    if request.method not in STATE_CHANGING_METHODS or authenticated_by_authorization_header():
         return
 
     header = settings["DICOM_MAPPINGS_CSRF_HEADER"]

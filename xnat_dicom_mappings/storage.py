@@ -339,6 +339,14 @@ class RuleStore:
         if rule_filter is None:
             return []
 
+        # PostgreSQL rejects NUL in a text parameter, and the API rejects NUL on
+        # input, so no rule it stored contains one. Such a filter matches nothing,
+        # and the query goes out without the NUL, so SQLite and PostgreSQL agree.
+        values = (rule_filter.scope, rule_filter.project, rule_filter.schema_element,
+                  rule_filter.field_name, rule_filter.dicom_tag)
+        if any(value is not None and "\x00" in value for value in values):
+            return [sa.false()]
+
         clauses = []
         if rule_filter.scope is not None:
             clauses.append(rule_table.c.scope == rule_filter.scope)
