@@ -176,6 +176,16 @@ def test_cookie_session_state_change_needs_csrf(client):
     assert with_token.status_code == 201
 
 
+def test_cookie_with_junk_authorization_needs_csrf(client):
+    token = _login_token(client)
+    client.post("/login", data={"username": "admin", "password": "admin", "csrf_token": token})
+
+    response = client.put("/data/projects/JUNK", headers={"Authorization": "Bearer junk"})
+
+    assert response.status_code == 403
+    assert client.get("/data/projects/JUNK", headers=ADMIN).status_code == 404
+
+
 def test_cookie_session_reaches_plugin_api(client):
     token = _login_token(client)
     client.post("/login", data={"username": "admin", "password": "admin", "csrf_token": token})

@@ -153,3 +153,10 @@ def test_preview_cookie_needs_csrf(client):
 
     assert response.status_code == 403
     assert "CSRF" in response.get_json()["message"]
+
+
+def test_preview_deeply_nested_rules_400(client):
+    response = post_preview(client, [mr_small()], rules="[" * 50_000)
+
+    assert response.status_code == 400
+    assert "nested too deeply" in response.get_json()["errors"]["rules"][0]

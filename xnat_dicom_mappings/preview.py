@@ -92,6 +92,8 @@ def _candidate_rules(ext, text: str | None) -> list[Rule]:
 
     try:
         data = json.loads(text)
+    except RecursionError as exc:
+        raise ValidationError({"rules": ["The rules field is nested too deeply; send a flat JSON array of rule objects."]}) from exc
     except ValueError as exc:
         raise ValidationError({"rules": [f"The rules field is not valid JSON: {exc}."]}) from exc
     if not isinstance(data, list):

@@ -102,10 +102,12 @@ def unauthorized():
 
 def check_csrf() -> None:
     """Abort with 403 when a cookie-authenticated state change lacks the CSRF token."""
-    if request.method in _SAFE_METHODS or "Authorization" in request.headers:
-        return
+    from xnat_dicom_mappings.security import authenticated_by_authorization_header, csrf_token
 
-    from xnat_dicom_mappings.security import csrf_token
+    # Only a request that HTTP Basic itself authenticated is exempt: a junk
+    # Authorization header beside the session cookie still needs the token.
+    if request.method in _SAFE_METHODS or authenticated_by_authorization_header():
+        return
 
     sent = request.headers.get("X-CSRFToken") or request.form.get("csrf_token") or ""
     if not hmac.compare_digest(sent, csrf_token()):
