@@ -185,6 +185,18 @@ def test_delete_returns_rule_and_keeps_history(store):
     assert entries[0].after is None
 
 
+def test_deleted_id_is_never_reused(store):
+    first = store.create(site_rule(), "admin")
+    store.delete(first.id, "admin")
+
+    second = store.create(site_rule(field_name="spacing", dicom_tag="0x00280030"), "admin")
+
+    assert second.id > first.id
+    entries, total = store.history(second.id)
+    assert total == 1
+    assert entries[0].action == "create"
+
+
 def test_delete_unknown_raises_not_found(store):
     with pytest.raises(RuleNotFound):
         store.delete(5, "admin")

@@ -51,6 +51,8 @@ rule_table = sa.Table(
     sa.Column("updated_by", sa.String(USER_MAX_LENGTH), nullable=False),
     sa.UniqueConstraint("schema_element", "scope", "project", "dicom_tag", name="uq_xdm_rule_tag"),
     sa.UniqueConstraint("schema_element", "scope", "project", "field_name", name="uq_xdm_rule_field"),
+    # Ids are never reused, so a deleted rule's ETags and history stay its own.
+    sqlite_autoincrement=True,
 )
 
 #: One row per create, update and delete. ``rule_id`` is no foreign key, so the
@@ -65,4 +67,5 @@ history_table = sa.Table(
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("before", sa.JSON, nullable=True),
     sa.Column("after", sa.JSON, nullable=True),
+    sqlite_autoincrement=True,
 )

@@ -35,6 +35,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_xdm_rule"),
         sa.UniqueConstraint("schema_element", "scope", "project", "dicom_tag", name="uq_xdm_rule_tag"),
         sa.UniqueConstraint("schema_element", "scope", "project", "field_name", name="uq_xdm_rule_field"),
+        # Without AUTOINCREMENT, SQLite hands a deleted rule's id to the next
+        # rule, whose ETags and history would then mix with the old one's.
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "xdm_rule_history",
@@ -46,6 +49,7 @@ def upgrade() -> None:
         sa.Column("before", sa.JSON, nullable=True),
         sa.Column("after", sa.JSON, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_xdm_rule_history"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_xdm_rule_history_rule_id", "xdm_rule_history", ["rule_id"])
 
