@@ -59,6 +59,19 @@ def test_invalid_rule_rejected(tmp_path, capsys, change, message):
     assert message in capsys.readouterr().err
 
 
+def test_export_bundle_accepted(tmp_path, capsys):
+    bundle = {"format": "xnat-dicom-mappings", "version": 1, "rules": RULES}
+    status = main(["extract", "--mappings", write_rules(tmp_path, bundle), real_file("MR_small.dcm")])
+    assert status == 0
+    assert json.loads(capsys.readouterr().out)["sessions"][0]["fields"] == {"weight": "80.0"}
+
+
+def test_single_rule_object_rejected(tmp_path, capsys):
+    status = main(["extract", "--mappings", write_rules(tmp_path, RULES[0]), real_file("MR_small.dcm")])
+    assert status == 2
+    assert "must contain a JSON array of rules" in capsys.readouterr().err
+
+
 def test_rules_not_json(tmp_path, capsys):
     path = tmp_path / "rules.json"
     path.write_text("[{")

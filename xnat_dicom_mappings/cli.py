@@ -103,18 +103,27 @@ def load_rules(path: str) -> list[Rule]:
             f"column {exc.colno}"
         ) from exc
 
+    # An export bundle of the API ({"format": ..., "rules": [...]}) is read as its rules.
+    if isinstance(data, dict) and isinstance(data.get("rules"), list):
+        data = data["rules"]
     if not isinstance(data, list):
         raise RulesFileError(
-            f"the rules file {path} must hold a JSON array of rules, not a JSON "
-            f"{type(data).__name__}"
+            f"the rules file {path} must contain a JSON array of rules (the body of "
+            f"GET /xapi/dicom_mappings) or an export bundle, not a JSON {_json_kind(data)}"
         )
     return [_check_rule(entry, number, path) for number, entry in enumerate(data, 1)]
+
+
+def _json_kind(value) -> str:
+    """Return the JSON name of a parsed value's type, such as "object" for a dict."""
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
 
 
 def _check_rule(entry, number: int, path: str) -> Rule:
     where = f"{path}: rule {number}"
     if not isinstance(entry, dict):
-        raise RulesFileError(f"{where} must be a JSON object, not {type(entry).__name__}")
+        raise RulesFileError(f"{where} must be a JSON object, not a JSON {_json_kind(entry)}")
     name = entry.get("fieldName")
     if isinstance(name, str) and name:
         where += f" ({name})"
