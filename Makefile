@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 DATA_DIR ?= instance/serve
 
-.PHONY: venv test demo serve bench stress browser wheel-check clean
+.PHONY: venv test demo serve bench stress browser clean
 
 venv: $(VENV)/.installed
 

@@ -280,7 +280,8 @@ def rule_warnings(host, rule: Rule) -> list[str]:
             where = f"project {rule.scope_object_id}" if rule.scope == PROJECT else "any project"
             warnings.append(
                 f"No custom variable {rule.field_name!r} is defined for {rule.schema_element} in {where}: "
-                "the rule is stored, but its value will not show until that custom variable exists."
+                "the rule is stored and archived sessions get the value, but the host shows it on "
+                "session pages only once that custom variable is defined."
             )
     return warnings
 
