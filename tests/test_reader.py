@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import struct
+import tracemalloc
 
 import pydicom
 import pytest
 
 from conftest import testdata as real_file
-from dicom_bytes import write_dicom
-from xnat_dicom_mappings.reader import UnreadableFile, read_header, resolve_character_set
+from dicom_bytes import EXPLICIT_LITTLE, dataset_bytes, encode_element, file_meta, write_dicom
+from xnat_dicom_mappings.reader import (
+    MAX_SEQUENCE_DEPTH,
+    ElementError,
+    UnreadableFile,
+    read_header,
+    resolve_character_set,
+)
 from xnat_dicom_mappings.tags import parse_tag
 
 PIXEL_SPACING = parse_tag("PixelSpacing")
@@ -209,3 +218,178 @@ def test_per_frame_conflict_written(tmp_path):
     path = write_dicom(tmp_path / "a.dcm", [per_frame])
     found = read_header(path, [parse_tag("EchoTime")]).lookup(parse_tag("EchoTime"))
     assert [(item.values, item.frames) for item in found] == [(("10",), (1, 2)), (("20",), (3,))]
+
+
+def test_non_ascii_without_character_set(tmp_path):
+    path = write_dicom(tmp_path / "a.dcm", [(0x00100010, "PN", "Müller^Hans".encode("latin-1"))])
+    found = read_header(path, [parse_tag("PatientName")]).lookup(parse_tag("PatientName"))
+    assert found[0].values == ("Müller^Hans ",)
+    assert "no SpecificCharacterSet is given" in found[0].repairs[0]
+    assert "ISO 8859-1" in found[0].repairs[0]
+
+
+# Hostile headers: false lengths, cut files, deep nesting, bytes that are not DICOM.
+
+UNDEFINED = 0xFFFFFFFF
+WEIGHT = parse_tag("PatientWeight")
+PATIENT_NAME = parse_tag("PatientName")
+
+
+def part10(dataset: bytes) -> bytes:
+    return b"\x00" * 128 + b"DICM" + file_meta(EXPLICIT_LITTLE) + dataset
+
+
+def undefined_sequence(tag: int, items: list[bytes]) -> bytes:
+    """An undefined-length SQ element of undefined-length items, explicit VR little endian."""
+    body = b"".join(struct.pack("<HHL", 0xFFFE, 0xE000, UNDEFINED) + item
+                    + struct.pack("<HHL", 0xFFFE, 0xE00D, 0) for item in items)
+    header = struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, b"SQ", 0, UNDEFINED)
+    return header + body + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+
+
+def nested_sequences(depth: int) -> bytes:
+    """ReferencedImageSequence nested ``depth`` levels; level N's item has ReferencedSOPInstanceUID N."""
+    inner = b""
+    for level in range(depth, 0, -1):
+        uid = encode_element(0x00081155, "UI", str(level).encode())
+        inner = undefined_sequence(0x00081140, [uid + inner])
+    return inner
+
+
+def source_of(data: bytes, tmp_path, kind: str):
+    """Return ``data`` as the source kind: a path, a path to a gzip file, or a BytesIO."""
+    if kind == "bytes":
+        return io.BytesIO(data)
+    path = tmp_path / "file.dcm"
+    path.write_bytes(gzip.compress(data) if kind == "gzip" else data)
+    return path
+
+
+def huge_weight_file() -> bytes:
+    """A file whose PatientWeight announces 4294967280 bytes and contains 2."""
+    head = part10(dataset_bytes([(0x00100010, "PN", b"Doe^Jane")], identity=False))
+    return head + struct.pack("<HH2sHL", 0x0010, 0x1030, b"UT", 0, 0xFFFFFFF0) + b"72"
+
+
+@pytest.mark.parametrize("kind", ["path", "gzip", "bytes"])
+def test_huge_declared_length_unreadable(tmp_path, kind):
+    source = source_of(huge_weight_file(), tmp_path, kind)
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnreadableFile, match="4294967280 bytes announced from byte 200, 2 present"):
+            read_header(source, [WEIGHT])
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # A gzip file is read in pieces of 1 MiB; the other sources are checked against their size.
+    assert peak < 4 * 1024 * 1024
+
+
+def image_type_then_name() -> tuple[bytes, int]:
+    """Return a file with ImageType, which the tests do not request, then PatientName, and where ImageType starts."""
+    elements = [(0x00080008, "CS", b"ORIGINAL\\PRIMARY"), (0x00100010, "PN", b"Doe^Jane")]
+    data = part10(dataset_bytes(elements, identity=False))
+    return data, len(part10(b""))
+
+
+@pytest.mark.parametrize("kind", ["path", "gzip", "bytes"])
+def test_cut_inside_skipped_value(tmp_path, kind):
+    data, image_type = image_type_then_name()
+    cut = image_type + 8 + 5
+    source = source_of(data[:cut], tmp_path, kind)
+
+    with pytest.raises(UnreadableFile, match=rf"ends inside element \(0008,0008\), at byte {cut}:"):
+        read_header(source, [PATIENT_NAME])
+
+
+@pytest.mark.parametrize("kind", ["path", "gzip", "bytes"])
+def test_cut_inside_element_header(tmp_path, kind):
+    data, image_type = image_type_then_name()
+    patient_name = image_type + 8 + 16
+    source = source_of(data[:patient_name + 5], tmp_path, kind)
+
+    expected = f"ends at byte {patient_name + 5}, inside the header of the data element that starts at byte {patient_name}"
+    with pytest.raises(UnreadableFile, match=expected):
+        read_header(source, [PATIENT_NAME])
+
+
+def test_cut_after_requested_elements_reads(tmp_path):
+    data, _image_type = image_type_then_name()
+    image_type_path = parse_tag("ImageType")
+
+    header = read_header(io.BytesIO(data[:-4]), [image_type_path])
+
+    assert values(header, "ImageType") == ("ORIGINAL", "PRIMARY")
+
+
+@pytest.mark.parametrize("kind", ["path", "gzip"])
+def test_cut_inside_undefined_sequence(tmp_path, kind):
+    data = part10(nested_sequences(3) + encode_element(0x00101030, "DS", b"72"))
+    source = source_of(data[:len(data) - 30], tmp_path, kind)
+
+    with pytest.raises(UnreadableFile, match=r"inside sequence \(0008,1140\) that starts at byte"):
+        read_header(source, [WEIGHT])
+
+
+def test_nesting_at_limit_reads():
+    data = part10(nested_sequences(MAX_SEQUENCE_DEPTH) + encode_element(0x00101030, "DS", b"72"))
+    second_level = parse_tag("ReferencedImageSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID")
+
+    header = read_header(io.BytesIO(data), [second_level, WEIGHT])
+
+    assert values(header, "PatientWeight") == ("72",)
+    assert header.lookup(second_level)[0].values == ("2\x00",)
+
+
+@pytest.mark.parametrize("requested", [True, False], ids=["requested", "skipped"])
+def test_nesting_past_limit_unreadable(requested):
+    data = part10(nested_sequences(MAX_SEQUENCE_DEPTH + 1) + encode_element(0x00101030, "DS", b"72"))
+    paths = [WEIGHT]
+    if requested:
+        paths.append(parse_tag("ReferencedImageSequence[0].ReferencedSOPInstanceUID"))
+
+    with pytest.raises(UnreadableFile, match=f"more than {MAX_SEQUENCE_DEPTH} levels deep"):
+        read_header(io.BytesIO(data), paths)
+
+
+def test_deep_defined_length_sequence_invalid():
+    # The reader keeps a defined-length sequence unread, so the depth shows when a lookup parses it.
+    inner = nested_sequences(3000)
+    item = struct.pack("<HHL", 0xFFFE, 0xE000, len(inner)) + inner
+    outer = struct.pack("<HH2sHL", 0x0008, 0x1140, b"SQ", 0, len(item)) + item
+    data = part10(outer + encode_element(0x00101030, "DS", b"72"))
+    inside = parse_tag("ReferencedImageSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID")
+
+    header = read_header(io.BytesIO(data), [inside, WEIGHT])
+
+    assert values(header, "PatientWeight") == ("72",)
+    with pytest.raises(ElementError, match="nest sequences too deeply"):
+        header.lookup(inside)
+
+
+@pytest.mark.parametrize("data", [bytes(4096), b"\x00" * 128 + b"DICM" + bytes(4096)],
+                         ids=["zeros", "prefix-then-zeros"])
+def test_zero_bytes_unreadable(tmp_path, data):
+    path = tmp_path / "zeros.dcm"
+    path.write_bytes(data)
+
+    with pytest.raises(UnreadableFile, match=r"not a DICOM file: the first data element would be \(0000,0000\)"):
+        read_header(path, [PATIENT_NAME])
+
+
+def test_raw_dataset_descending_tags_unreadable():
+    name = encode_element(0x00100010, "PN", b"Doe^Jane", implicit=True)
+    study_date = encode_element(0x00080020, "DA", b"20240102", implicit=True)
+
+    with pytest.raises(UnreadableFile, match=r"element \(0008,0020\) at byte 16 follows element \(0010,0010\)"):
+        read_header(io.BytesIO(name + study_date), [WEIGHT])
+
+
+def test_raw_dataset_ascending_tags_reads():
+    study_date = encode_element(0x00080020, "DA", b"20240102", implicit=True)
+    name = encode_element(0x00100010, "PN", b"Doe^Jane", implicit=True)
+
+    header = read_header(io.BytesIO(study_date + name), [PATIENT_NAME, WEIGHT])
+
+    assert values(header, "PatientName") == ("Doe^Jane",)

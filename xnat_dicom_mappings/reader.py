@@ -3,9 +3,11 @@
 :func:`read_header` reads the elements that a set of tag paths needs and
 nothing else: pixel data is never read, elements outside the request are
 skipped by seeking past them, and reading stops at the first element after
-the last requested top-level tag. Values come out as the file wrote them:
-text decoded with the file's SpecificCharacterSet and split on ``\\``, and
-the numbers of the binary VRs. pydicom's typing (DSfloat, IS, PersonName,
+the last requested top-level tag. A file that ends inside an element
+before that stop, or that nests sequences deeper than
+:data:`MAX_SEQUENCE_DEPTH`, is unreadable. Values come out as the file
+wrote them: text decoded with the file's SpecificCharacterSet and split on
+``\\``, and the numbers of the binary VRs. pydicom's typing (DSfloat, IS, PersonName,
 dates) is not applied.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 import struct
 import warnings
 import zlib
@@ -74,8 +77,29 @@ _KNOWN_VR_BYTES = frozenset(vr.encode("ascii") for vr in KNOWN_VRS)
 _PLAUSIBLE_FIRST_GROUPS = frozenset({0x0000, 0x0002, 0x0004, 0x0008, 0x0010, 0x0018, 0x0020,
                                      0x0028})
 
+#: Deepest nesting of undefined-length sequences that the reader follows; a
+#: file that nests deeper is unreadable. pydicom 3.0 parses nested sequences
+#: recursively, at about five stack frames a level (measured: 150 levels
+#: parse, 200 raise RecursionError under Python's default limit of 1000).
+#: At 64 levels, its later parse of a requested sequence stays well inside that.
+MAX_SEQUENCE_DEPTH = 64
+
+#: Values longer than this many bytes are read in pieces of this size from a
+#: stream whose size is unknown, so that a false declared length never
+#: allocates more than the bytes that are there.
+_READ_CHUNK = 1024 * 1024
+
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM_TAG = 0xFFFEE000
+_ITEM_DELIMITER = 0xFFFEE00D
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
+
+#: Element headers by byte order (True for little endian): tag and 4-byte
+#: length, tag with VR and 2-byte length, and the 4-byte length that follows
+#: the VRs of LONG_LENGTH_VRS.
+_TAG_AND_LENGTH = {True: struct.Struct("<HHL"), False: struct.Struct(">HHL")}
+_EXPLICIT_HEADER = {True: struct.Struct("<HH2sH"), False: struct.Struct(">HH2sH")}
+_LONG_LENGTH = {True: struct.Struct("<L"), False: struct.Struct(">L")}
 
 _IMPLICIT_LITTLE = "1.2.840.10008.1.2"
 _EXPLICIT_BIG = "1.2.840.10008.1.2.2"
@@ -212,6 +236,9 @@ class Header:
         self._implicit = is_implicit_vr
         self._little = is_little_endian
         self.character_set = _character_set_of(root, DEFAULT_CHARACTER_SET)
+        # Items parsed from raw sequence bytes, by id() of the element, which
+        # is kept alongside so that the id stays unique.
+        self._parsed_sequences: dict[int, tuple[RawDataElement, list]] = {}
 
     def covers(self, path: TagPath) -> bool:
         """Return True when this header was read with every element ``path`` needs."""
@@ -292,19 +319,17 @@ class Header:
         return None
 
     def _sequence(self, element, tag: int) -> list:
-        """Return the items of a sequence element, parsing raw bytes when needed."""
+        """Return the items of a sequence element, parsing raw bytes once when needed."""
         value = element.value
         if isinstance(value, Sequence) or isinstance(value, list):
             return list(value)
-        if isinstance(element, RawDataElement) and isinstance(value, bytes):
-            try:
-                stream = io.BytesIO(value)
-                return list(read_sequence(stream, element.is_implicit_VR, element.is_little_endian,
-                                          len(value), "iso8859"))
-            except Exception as exc:  # pydicom raises several types on malformed items
-                raise ElementError(
-                    f"the items of sequence {_tag_text(tag)} cannot be parsed: {exc}"
-                ) from exc
+        if isinstance(element, RawDataElement) and isinstance(value, bytes) and value:
+            cached = self._parsed_sequences.get(id(element))
+            if cached is not None and cached[0] is element:
+                return cached[1]
+            items = _parse_items(element, tag)
+            self._parsed_sequences[id(element)] = (element, items)
+            return items
         if value is None or value == b"":
             return []
         raise ElementError(f"element {_tag_text(tag)} is not a sequence")
@@ -357,6 +382,24 @@ class Header:
         if element is not None:
             return _decode(element, charset, "", group_item)
         return None
+
+
+def _parse_items(element: RawDataElement, tag: int) -> list:
+    """Parse the raw bytes of a sequence's items with pydicom; raise ElementError when they are malformed."""
+    value = element.value
+    try:
+        return list(read_sequence(io.BytesIO(value), element.is_implicit_VR,
+                                  element.is_little_endian, len(value), "iso8859"))
+    except RecursionError as exc:
+        # The reader walks only undefined-length sequences, so the items of a
+        # defined-length one may nest deeper than MAX_SEQUENCE_DEPTH.
+        raise ElementError(
+            f"the items of sequence {_tag_text(tag)} nest sequences too deeply to parse"
+        ) from exc
+    except Exception as exc:  # pydicom raises several types on malformed items
+        raise ElementError(
+            f"the items of sequence {_tag_text(tag)} cannot be parsed: {exc}"
+        ) from exc
 
 
 def _decode(element, charset: CharacterSet, location: str, container) -> ElementValue:
@@ -499,15 +542,21 @@ def _decode_text(raw: bytes, vr: str, charset: CharacterSet) -> tuple[list[str],
             repairs = [charset.problem] if charset.problem else []
             return _split_values(text, single), repairs
         except (UnicodeDecodeError, LookupError):
-            reason = f"the bytes are not valid {charset.terms[0] or 'ISO_IR 6'}"
-    elif charset.declared is None:
-        reason = "no SpecificCharacterSet is given but the value has non-ASCII bytes"
+            reason = _invalid_bytes_reason(charset)
     else:
         reason = charset.problem or f"SpecificCharacterSet {charset.declared!r} is unknown"
 
     text, used = _fallback_decode(raw)
     repair = f"character set fallback: {reason}; decoded as {used}"
     return _split_values(text, single), [repair]
+
+
+def _invalid_bytes_reason(charset: CharacterSet) -> str:
+    """Describe why bytes failed to decode in ``charset``, which may name no term at all."""
+    if charset.declared is None:
+        return "no SpecificCharacterSet is given but the value has non-ASCII bytes"
+    term = charset.terms[0] if charset.terms else ""
+    return f"the bytes are not valid {term or 'ISO_IR 6'}"
 
 
 def _split_values(text: str, single: bool) -> list[str]:
@@ -736,9 +785,11 @@ def _parse(stream: BinaryIO, plan: ReadPlan) -> tuple[dict, bool, bool]:
     if len(first) < 8:
         raise UnreadableFile("not a DICOM file: too short to hold a data element")
 
-    if struct.unpack("<H", first[:2])[0] == 0x0002:
+    size = _stream_size(stream)
+    has_meta = struct.unpack("<H", first[:2])[0] == 0x0002
+    if has_meta:
         meta = _read_elements(stream, False, True, lambda tag: True, lambda tag: tag >> 16 != 2,
-                              check_first=not has_preamble)
+                              check_first=not has_preamble, size=size)
         syntax = meta.get(0x00020010)
         if syntax is not None and isinstance(syntax.value, bytes):
             transfer_syntax = syntax.value.decode("latin-1").strip(" \x00")
@@ -748,6 +799,7 @@ def _parse(stream: BinaryIO, plan: ReadPlan) -> tuple[dict, bool, bool]:
     implicit, little = _encoding_for(transfer_syntax, stream)
     if transfer_syntax == _DEFLATED:
         stream = io.BytesIO(zlib.decompress(stream.read(), -zlib.MAX_WBITS))
+        size = _stream_size(stream)
 
     state = {"stop": plan.stop_after, "extended": False}
 
@@ -763,10 +815,34 @@ def _parse(stream: BinaryIO, plan: ReadPlan) -> tuple[dict, bool, bool]:
             return tag > state["stop"]
         return True
 
+    # Without a transfer syntax, only a preamble followed by file meta vouches
+    # for the bytes. Otherwise, including a 'DICM' prefix with no file meta,
+    # the dataset must start and continue like one.
     found: dict[int, Any] = {}
+    check_dataset = transfer_syntax is None and not (has_preamble and has_meta)
     elements = _read_elements(stream, implicit, little, plan.wants, stop, into=found,
-                              check_first=transfer_syntax is None and not has_preamble)
+                              check_first=check_dataset, size=size)
     return elements, implicit, little
+
+
+def _stream_size(stream: BinaryIO) -> int | None:
+    """Return the size in bytes of an in-memory or regular file, or None for other streams.
+
+    Other streams are not asked because seeking to the end of a gzip file or
+    a zip member decompresses all of it.
+    """
+    try:
+        if isinstance(stream, io.BytesIO):
+            with stream.getbuffer() as view:
+                return view.nbytes
+        raw = getattr(stream, "raw", stream)
+        if isinstance(raw, io.FileIO):
+            status = os.fstat(raw.fileno())
+            if stat.S_ISREG(status.st_mode):
+                return status.st_size
+    except (OSError, ValueError):  # a closed or detached file
+        return None
+    return None
 
 
 def _check_plausible_start(first: bytes) -> None:
@@ -804,30 +880,47 @@ def _encoding_for(transfer_syntax: str | None, stream: BinaryIO) -> tuple[bool, 
 
 
 def _read_elements(stream: BinaryIO, implicit: bool, little: bool, wants, stop, *,
-                   into: dict | None = None, check_first: bool = False) -> dict:
+                   into: dict | None = None, check_first: bool = False,
+                   size: int | None = None) -> dict:
     """Read top-level elements until ``stop(tag)``; keep those that ``wants(tag)``.
 
     Elements that are not wanted are skipped by seeking past their value,
-    except undefined-length ones, which pydicom parses to find their end.
+    and undefined-length ones are walked to their delimiter. ``size`` is the
+    stream's size in bytes when it is known: each declared length is checked
+    against it before the value is read or skipped. Otherwise long values
+    are read in pieces and, at the end of the stream, its end is checked
+    against the end of the last value skipped. ``check_first`` applies the
+    checks for bytes that no file meta vouches for: a plausible first element
+    and strictly ascending tags. Raises UnreadableFile when the file ends
+    inside an element before the stop.
     """
     elements = {} if into is None else into
-    endian = "<" if little else ">"
-    implicit_header = struct.Struct(f"{endian}HHL")
-    explicit_header = struct.Struct(f"{endian}HH2sH")
-    long_length = struct.Struct(f"{endian}L")
+    implicit_header = _TAG_AND_LENGTH[little]
+    explicit_header = _EXPLICIT_HEADER[little]
+    long_length = _LONG_LENGTH[little]
     read = stream.read
     seek = stream.seek
-    tell = stream.tell
+    # The position is counted here rather than asked with tell(), which is a
+    # system call on a file; only undefined-length elements need tell().
+    position = stream.tell()
     first = True
+    previous_tag = -1
 
     while True:
-        position = tell()
         header = read(8)
         if len(header) < 8:
-            if header and first:
+            if header and first and check_first:
                 raise UnreadableFile("not a DICOM file: too short to hold a data element")
+            if header:
+                raise UnreadableFile(
+                    f"the file ends at byte {position + len(header)}, inside the header of the "
+                    f"data element that starts at byte {position}"
+                )
+            if size is None and not first:
+                _check_stream_end(stream, position, tag, value_start, length)
             return elements
 
+        header_size = 8
         element_implicit = implicit
         if implicit:
             group, number, length = implicit_header.unpack(header)
@@ -839,8 +932,13 @@ def _read_elements(stream: BinaryIO, implicit: bool, little: bool, wants, stop, 
                 if vr in LONG_LENGTH_VRS:
                     extra = read(4)
                     if len(extra) < 4:
-                        raise UnreadableFile(f"the header ends inside element {_tag_text(group << 16 | number)}")
+                        raise UnreadableFile(
+                            f"the file ends at byte {position + 8 + len(extra)}, inside the "
+                            f"header of element {_tag_text(group << 16 | number)} that starts at "
+                            f"byte {position}"
+                        )
                     length = long_length.unpack(extra)[0]
+                    header_size = 12
             elif not (b"AA" <= vr_bytes <= b"ZZ"):
                 # Some writers switch to implicit VR for single elements; pydicom reads them so.
                 group, number, length = implicit_header.unpack(header)
@@ -852,46 +950,136 @@ def _read_elements(stream: BinaryIO, implicit: bool, little: bool, wants, stop, 
                 )
 
         tag = (group << 16) | number
-        if check_first and first:
-            _check_first_element(tag, vr, length)
+        if check_first:
+            if first:
+                _check_first_element(tag, vr, length)
+            elif tag <= previous_tag:
+                raise UnreadableFile(
+                    f"not a DICOM file: element {_tag_text(tag)} at byte {position} follows "
+                    f"element {_tag_text(previous_tag)}, but the tags of a DICOM dataset ascend"
+                )
+            previous_tag = tag
         first = False
 
-        if tag == 0xFFFEE00D or stop(tag):
+        if tag == _ITEM_DELIMITER or stop(tag):
             seek(position)
             return elements
 
+        value_start = position + header_size
         if length == _UNDEFINED_LENGTH:
-            element = _read_undefined(stream, tag, vr, element_implicit, little)
-            if wants(tag):
+            element = _read_undefined(stream, tag, vr, element_implicit, little, wants(tag),
+                                      position, size)
+            if element is not None:
                 elements[tag] = element
+            position = stream.tell()
             continue
+
+        position = value_start + length
+        if size is not None and position > size:
+            raise _truncated(tag, value_start, length, size)
 
         if not wants(tag):
             seek(length, io.SEEK_CUR)
             continue
 
-        value = read(length)
+        value = _read_value(read, length)
         if len(value) < length:
-            raise UnreadableFile(
-                f"the header ends inside element {_tag_text(tag)}: {length} bytes announced, "
-                f"{len(value)} present"
-            )
-        elements[tag] = RawDataElement(BaseTag(tag), vr, length, value, position, element_implicit,
-                                       little)
+            raise _truncated(tag, value_start, length, value_start + len(value))
+        elements[tag] = RawDataElement(BaseTag(tag), vr, length, value, value_start,
+                                       element_implicit, little)
+
+
+def _read_value(read, length: int) -> bytes:
+    """Read up to ``length`` bytes, in pieces when long, so that memory follows the bytes present."""
+    if length <= _READ_CHUNK:
+        return read(length)
+    pieces = []
+    remaining = length
+    while remaining:
+        piece = read(min(remaining, _READ_CHUNK))
+        if not piece:
+            break
+        pieces.append(piece)
+        remaining -= len(piece)
+    return b"".join(pieces)
+
+
+def _truncated(tag: int, value_start: int, length: int, end: int) -> UnreadableFile:
+    """Return the error for a file that ends at byte ``end``, inside the value of ``tag``."""
+    present = max(end - value_start, 0)
+    return UnreadableFile(
+        f"the file ends inside element {_tag_text(tag)}, at byte {end}: {length} bytes "
+        f"announced from byte {value_start}, {present} present"
+    )
+
+
+def _check_stream_end(stream: BinaryIO, position: int, tag: int, value_start: int,
+                      length: int) -> None:
+    """Raise UnreadableFile when a stream of unknown size ends before ``position``.
+
+    Seeking past the end of a file succeeds, so a skipped value that the file
+    cuts short is noticed only here, at the end of the stream.
+    """
+    try:
+        end = stream.seek(0, io.SEEK_END)
+    except (OSError, ValueError):  # a stream that cannot seek to its end
+        return
+    if isinstance(end, int) and end < position:
+        raise _truncated(tag, value_start, length, end)
 
 
 def _check_first_element(tag: int, vr: str | None, length: int) -> None:
-    group = tag >> 16
-    if group not in _PLAUSIBLE_FIRST_GROUPS or (vr is None and length != _UNDEFINED_LENGTH
-                                                and length > 0x100000):
-        raise UnreadableFile(
-            f"not a DICOM file: the first data element would be {_tag_text(tag)} with length "
-            f"{length}, which no DICOM dataset starts with"
-        )
+    group, element = tag >> 16, tag & 0xFFFF
+    if group not in _PLAUSIBLE_FIRST_GROUPS:
+        reason = f"group {group:04X} is not one that a dataset starts with"
+    elif element == 0x0000 and length != 4:
+        reason = "a group length element has a 4-byte UL value"
+    elif vr is None and length != _UNDEFINED_LENGTH and length > 0x100000:
+        reason = "no dataset opens with an implicit VR element of more than 1 MiB"
+    else:
+        return
+    raise UnreadableFile(
+        f"not a DICOM file: the first data element would be {_tag_text(tag)} with length "
+        f"{length}, which no DICOM dataset starts with ({reason})"
+    )
 
 
-def _read_undefined(stream: BinaryIO, tag: int, vr: str | None, implicit: bool, little: bool):
-    """Read an undefined-length element: a sequence, or encapsulated bytes up to the delimiter."""
+def _read_undefined(stream: BinaryIO, tag: int, vr: str | None, implicit: bool, little: bool,
+                    requested: bool, position: int, size: int | None):
+    """Read or skip an undefined-length element whose header starts at byte ``position``.
+
+    A sequence is walked to its delimiter. When ``requested``, it is returned
+    as a RawDataElement of VR SQ whose value is the bytes of its items, and
+    :meth:`Header.lookup` parses them when a path enters it. Any other value
+    runs up to a Sequence Delimitation Item. Returns None when not ``requested``.
+    """
+    layout = _undefined_length_layout(stream, tag, vr, implicit, little)
+    if layout is None:
+        value = read_undefined_length_value(stream, little, SequenceDelimiterTag)
+        if not requested:
+            return None
+        return RawDataElement(BaseTag(tag), vr, _UNDEFINED_LENGTH, value, position, implicit,
+                              little)
+
+    items_implicit, items_little = layout
+    pieces = [] if requested else None
+    _walk_sequence(stream, tag, position, items_implicit, items_little, size, pieces)
+    if pieces is None:
+        return None
+    value = b"".join(pieces)
+    return RawDataElement(BaseTag(tag), "SQ", len(value), value, position, items_implicit,
+                          items_little)
+
+
+def _undefined_length_layout(stream: BinaryIO, tag: int, vr: str | None, implicit: bool,
+                             little: bool) -> tuple[bool, bool] | None:
+    """Return (implicit VR, little endian) of the items of an undefined-length sequence.
+
+    Returns None for an undefined-length value that is not a sequence, such
+    as encapsulated pixel data. Without a VR in the file, the data dictionary
+    decides, and for a tag it does not know, whether the value starts with an
+    Item tag.
+    """
     if vr is None or vr == "UN":
         dictionary_vr = _dictionary_vr(tag) if (tag >> 16) % 2 == 0 else None
         if dictionary_vr is not None:
@@ -899,18 +1087,144 @@ def _read_undefined(stream: BinaryIO, tag: int, vr: str | None, implicit: bool, 
         else:
             peek = stream.read(4)
             stream.seek(-len(peek), io.SEEK_CUR)
-            endian = "<" if little else ">"
             if len(peek) == 4:
-                group, number = struct.unpack(f"{endian}HH", peek)
+                group, number = struct.unpack("<HH" if little else ">HH", peek)
                 if (group << 16 | number) == _ITEM_TAG:
                     vr = "SQ"
 
-    if vr == "SQ" or vr == "UN":
-        # PS3.5 6.2.2: an undefined-length UN holds items encoded as implicit VR little endian.
-        sequence_implicit = implicit if vr == "SQ" else True
-        sequence = read_sequence(stream, sequence_implicit, little if vr == "SQ" else True,
-                                 _UNDEFINED_LENGTH, "iso8859")
-        return DataElement(BaseTag(tag), "SQ", sequence, is_undefined_length=True)
+    if vr == "SQ":
+        return implicit, little
+    if vr == "UN":
+        # PS3.5 6.2.2: an undefined-length UN contains items encoded as implicit VR little endian.
+        return True, True
+    return None
 
-    value = read_undefined_length_value(stream, little, SequenceDelimiterTag)
-    return RawDataElement(BaseTag(tag), vr, _UNDEFINED_LENGTH, value, 0, implicit, little)
+
+def _walk_sequence(stream: BinaryIO, tag: int, position: int, implicit: bool, little: bool,
+                   size: int | None, pieces: list[bytes] | None) -> None:
+    """Walk an undefined-length sequence to its Sequence Delimitation Item, without recursion.
+
+    The stream starts after the header of sequence ``tag``, which starts at
+    byte ``position``, and ends after the delimiter. Defined-length items
+    and elements are skipped by their length. Undefined-length items and
+    nested sequences go on an explicit stack, so that a deep file cannot
+    exhaust Python's recursion limit. When ``pieces`` is a list, the bytes before
+    the delimiter are appended to it. Raises UnreadableFile when the file
+    ends inside the sequence or nests more than MAX_SEQUENCE_DEPTH sequences.
+    """
+    read = stream.read
+    offset = stream.tell()
+    # One entry per open sequence or undefined-length item: (inside an item,
+    # implicit VR, little endian). An item inherits the encoding of its sequence.
+    stack = [(False, implicit, little)]
+    depth = 1
+
+    while stack:
+        inside_item, implicit, little = stack[-1]
+        header_start = offset
+        header = read(8)
+        if len(header) < 8:
+            raise _ends_inside_sequence(tag, position, offset + len(header))
+        offset += 8
+        if pieces is not None:
+            pieces.append(header)
+
+        group, number, length = _TAG_AND_LENGTH[little].unpack(header)
+        element_tag = (group << 16) | number
+
+        if element_tag == _SEQUENCE_DELIMITER:
+            if inside_item:
+                stack.pop()  # an item without its Item Delimitation Item
+            stack.pop()
+            depth -= 1
+            continue
+
+        if not inside_item:
+            # Anything else where an item starts is read as an item, as pydicom does.
+            if length == _UNDEFINED_LENGTH:
+                stack.append((True, implicit, little))
+                continue
+        elif element_tag == _ITEM_DELIMITER:
+            stack.pop()
+            continue
+        elif group != 0xFFFE:
+            # A data element inside an undefined-length item. Tags of group
+            # FFFE have no VR in any encoding, so they keep the header above.
+            vr = None
+            if not implicit:
+                vr, length, extra = _explicit_length(stream, header, little, tag, position)
+                offset += len(extra)
+                if pieces is not None and extra:
+                    pieces.append(extra)
+            if length == _UNDEFINED_LENGTH:
+                element_implicit = implicit or vr is None
+                layout = _undefined_length_layout(stream, element_tag, vr, element_implicit,
+                                                  little)
+                if layout is None:
+                    value = read_undefined_length_value(stream, little, SequenceDelimiterTag)
+                    offset = stream.tell()
+                    if pieces is not None:
+                        pieces.append(value)
+                        pieces.append(_TAG_AND_LENGTH[little].pack(0xFFFE, 0xE0DD, 0))
+                    continue
+                depth += 1
+                if depth > MAX_SEQUENCE_DEPTH:
+                    raise UnreadableFile(
+                        f"sequence {_tag_text(tag)} at byte {position} nests sequences more than "
+                        f"{MAX_SEQUENCE_DEPTH} levels deep, the maximum that the reader follows "
+                        f"(the next level is element {_tag_text(element_tag)} at byte "
+                        f"{header_start})"
+                    )
+                stack.append((False, *layout))
+                continue
+
+        if length == _UNDEFINED_LENGTH:
+            # A group FFFE tag of undefined length inside an item, which pydicom
+            # reads as a value up to a Sequence Delimitation Item.
+            value = read_undefined_length_value(stream, little, SequenceDelimiterTag)
+            offset = stream.tell()
+            if pieces is not None:
+                pieces.append(value)
+                pieces.append(_TAG_AND_LENGTH[little].pack(0xFFFE, 0xE0DD, 0))
+            continue
+
+        end = offset + length
+        if size is not None and end > size:
+            raise _ends_inside_sequence(tag, position, size)
+        if pieces is None:
+            stream.seek(length, io.SEEK_CUR)
+        else:
+            value = _read_value(read, length)
+            if len(value) < length:
+                raise _ends_inside_sequence(tag, position, offset + len(value))
+            pieces.append(value)
+        offset = end
+
+    if pieces is not None:
+        pieces.pop()  # the sequence's own Sequence Delimitation Item
+
+
+def _explicit_length(stream: BinaryIO, header: bytes, little: bool, tag: int,
+                     position: int) -> tuple[str | None, int, bytes]:
+    """Return (VR, length, extra length bytes read) of an explicit VR element header inside a sequence."""
+    _group, _number, vr_bytes, short_length = _EXPLICIT_HEADER[little].unpack(header)
+    if vr_bytes in _KNOWN_VR_BYTES:
+        vr = vr_bytes.decode("ascii")
+        if vr not in LONG_LENGTH_VRS:
+            return vr, short_length, b""
+        extra = stream.read(4)
+        if len(extra) < 4:
+            raise _ends_inside_sequence(tag, position, stream.tell())
+        return vr, _LONG_LENGTH[little].unpack(extra)[0], extra
+    if b"AA" <= vr_bytes <= b"ZZ":
+        # An unknown VR; pydicom reads it with a 2-byte length, and so does this walk.
+        return vr_bytes.decode("ascii"), short_length, b""
+    # Some writers switch to implicit VR for single elements, as at the top level.
+    return None, _TAG_AND_LENGTH[little].unpack(header)[2], b""
+
+
+def _ends_inside_sequence(tag: int, position: int, end: int) -> UnreadableFile:
+    return UnreadableFile(
+        f"the file ends at byte {end}, inside sequence {_tag_text(tag)} that starts at byte "
+        f"{position}"
+    )
