@@ -173,3 +173,25 @@ def test_demo_script_runs():
     assert "weight     80.0" in result.stdout
     assert "tablespeed      5.0" in result.stdout
     assert "Host stopped." in result.stdout
+
+
+def test_burst_of_api_requests_all_answer(server, db_url):
+    # Each request must hold at most one pooled connection: with one for the
+    # signed-in user and one for the rule store, 16 parallel requests used to
+    # exhaust the default pool of 15 and wait 30 s for a 500.
+    client = HostClient(server, "admin", "admin")
+    statuses = []
+    lock = threading.Lock()
+
+    def fetch():
+        status = client.get("/xapi/dicom_mappings").status
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=fetch) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert statuses == [200] * 24

@@ -58,20 +58,33 @@ def seed_accounts(db: DbSession, config) -> None:
     db.commit()
 
 
-def _find_user(username: str) -> User | None:
-    from .app import db_session
+def _auth_session():
+    """Open a session of its own for loading the signed-in user.
 
-    return db_session().scalar(sa.select(User).where(User.username == username))
+    It is closed as soon as the user is loaded (roles included), so the
+    connection goes back to the pool at once. With the request's session, a
+    request would hold one connection for the user and take a second for the
+    plugin's rule store, and a burst of requests could exhaust the pool.
+    """
+    from flask import current_app
+
+    return current_app.extensions["xnat_host"].session_factory()
+
+
+def _find_user(username: str) -> User | None:
+    with _auth_session() as db:
+        return db.scalar(sa.select(User).where(User.username == username))
 
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    from .app import db_session
-
     try:
-        return db_session().get(User, int(user_id))
+        key = int(user_id)
     except ValueError:
         return None
+
+    with _auth_session() as db:
+        return db.get(User, key)
 
 
 @login_manager.request_loader
