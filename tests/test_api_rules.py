@@ -335,6 +335,18 @@ def test_import_duplicate_in_bundle_is_400(client):
     assert "1" in response.get_json()["errors"]["rules"]
 
 
+def test_import_colliding_with_stored_is_409(client):
+    first = client.put(API + "/update", json=rule_json(), headers=ADMIN).get_json()
+    second = client.put(API + "/update", json=rule_json(fieldName="height", dicomTag="0x00101020"),
+                        headers=ADMIN).get_json()
+
+    response = client.post(API + "/import", json=[rule_json(fieldName="height")], headers=ADMIN)
+
+    assert response.status_code == 409
+    assert response.get_json()["existingIds"] == [first["id"], second["id"]]
+    assert "0" in response.get_json()["errors"]["rules"]
+
+
 def test_import_unknown_bundle_key_is_400(client):
     response = client.post(API + "/import", json={"rules": [], "extra": 1}, headers=ADMIN)
 

@@ -373,3 +373,68 @@ def test_import_at_rule_limit_is_accepted(small_import_client):
 
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["summary"]["create"] == 2
+
+
+# -- messages name the value and the fix -----------------------------------------
+
+
+@pytest.mark.parametrize("key, fix", [
+    ("fieldName", '"weight"'), ("fieldType", '"float"'), ("dicomTag", '"0x00101030"'),
+    ("schemaElement", '"xnat:mrSessionData"'), ("scope", '"Site" or "Project"'),
+])
+def test_missing_key_message(client, key, fix):
+    body = rule_json()
+    del body[key]
+
+    response = put(client, body)
+
+    assert_rejected(client, response, key)
+    assert response.get_json()["errors"][key] == [f"{key} is missing; give it, for example {fix}."]
+
+
+def test_null_key_message(client):
+    response = put(client, rule_json(fieldType=None))
+
+    assert_rejected(client, response, "fieldType")
+    assert "may not be null" in response.get_json()["errors"]["fieldType"][0]
+    assert '"float"' in response.get_json()["errors"]["fieldType"][0]
+
+
+def test_string_id_message(client):
+    response = put(client, dict(rule_json(), id="0"))
+
+    assert_rejected(client, response, "id")
+    assert response.get_json()["errors"]["id"][0].startswith("Invalid id '0': give a whole number")
+
+
+def test_unknown_query_argument_lists_accepted(client):
+    response = client.get(API + "?foo=bar", headers=ADMIN)
+
+    assert response.status_code == 400
+    message = response.get_json()["errors"]["foo"][0]
+    assert message.startswith("Unknown query argument 'foo'; this route accepts ")
+    assert "fieldName" in message
+    assert "pageSize" in message
+
+
+def test_invalid_boolean_names_value(client):
+    response = client.post(API + "/import?dryRun=maybe", json=[], headers=ADMIN)
+
+    assert response.status_code == 400
+    assert response.get_json()["errors"]["dryRun"] == ["Invalid dryRun 'maybe': give true or false."]
+
+
+def test_page_size_zero_names_limit(client):
+    response = client.get(API + "?page=1&pageSize=0", headers=ADMIN)
+
+    assert response.status_code == 400
+    assert "DICOM_MAPPINGS_MAX_PAGE_SIZE" in response.get_json()["errors"]["pageSize"][0]
+
+
+@pytest.mark.parametrize("body, kind", [(None, "null"), ([], "array"), ("x", "string")])
+def test_body_kind_in_json_words(client, body, kind):
+    response = client.put(API + "/update", data=json.dumps(body), headers=ADMIN,
+                          content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.get_json()["message"].endswith(f"not a JSON {kind}.")

@@ -39,6 +39,12 @@ def test_document_header(spec):
     assert {"basicAuth", "cookieAuth", "csrfToken"} <= set(spec["components"]["securitySchemes"])
 
 
+def test_document_is_valid_openapi(spec):
+    from openapi_spec_validator import validate as validate_spec
+
+    validate_spec(spec)
+
+
 def test_every_route_documented(app, spec):
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("dicom_mappings."):

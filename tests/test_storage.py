@@ -338,8 +338,10 @@ def test_import_matching_two_stored_rules_raises(store):
     store.create(site_rule(), "admin")
     store.create(site_rule(field_name="height", dicom_tag="0x00101020"), "admin")
 
-    with pytest.raises(BundleError, match="contradicts"):
+    with pytest.raises(BundleError, match="contradicts") as caught:
         store.import_rules([site_rule(field_name="height")], "importer")
+
+    assert len(caught.value.existing_ids) == 2
 
 
 def test_import_swap_of_tags_changes_nothing(store):

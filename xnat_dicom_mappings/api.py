@@ -185,10 +185,16 @@ def _read_body() -> bytes:
     return raw
 
 
+def _json_kind(value) -> str:
+    """Return the JSON name of a parsed value's type, such as "array" for a list."""
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
 def _rule_body() -> dict:
     data = _json_body()
     if not isinstance(data, dict):
-        raise BadRequest(f"The body must be a JSON object with the keys of a rule, not a JSON {type(data).__name__}.")
+        raise BadRequest(f"The body must be a JSON object with the keys of a rule, not a JSON {_json_kind(data)}.")
     return data
 
 
@@ -330,6 +336,11 @@ def handle_stale(error: StaleRule):
 
 @blueprint.errorhandler(BundleError)
 def handle_bundle_error(error: BundleError):
+    # A collision with stored rules is a conflict with the server's state (409,
+    # naming them, as for a single duplicate); a bundle that contradicts itself is a bad request.
+    if error.existing_ids:
+        _log_error(409, str(error))
+        return error_response(409, str(error), {"rules": error.errors}, existingIds=error.existing_ids)
     _log_error(400, str(error))
     return error_response(400, str(error), {"rules": error.errors})
 
@@ -370,7 +381,7 @@ def list_rules():
           description: Rules ordered by id.
           headers:
             X-Total-Count: {schema: {type: integer}, description: Number of matching rules.}
-            Link: {schema: {type: string}, description: Paging links (RFC 8288), only when paged.}
+            Link: {schema: {type: string}, description: "Paging links (RFC 8288), only when paged."}
           content:
             application/json:
               schema: {type: array, items: RuleResponseSchema}

@@ -178,7 +178,60 @@ def canonical_schema_element(host, text: str) -> str:
     )
 
 
-class RuleSchema(Schema):
+#: Example values that error messages offer as the fix, by key.
+EXAMPLES = {
+    "scope": '"Site" or "Project"',
+    "scopeObjectId": '"ProjectA"',
+    "fieldName": '"weight"',
+    "fieldType": '"float"',
+    "dicomTag": '"0x00101030"',
+    "schemaElement": '"xnat:mrSessionData"',
+    "conflictPolicy": '"unique"',
+    "project": '"ProjectA"',
+    "id": "a whole number, or 0 for a new rule",
+}
+
+
+def _explained(messages: dict, data, accepted: list[str]) -> dict:
+    """Return ``messages`` with marshmallow's generic texts replaced by ones that name the value and the fix."""
+    explained = {}
+    for key, texts in messages.items():
+        if not isinstance(texts, list):
+            explained[key] = texts
+            continue
+
+        value = data.get(key) if hasattr(data, "get") else None
+        example = EXAMPLES.get(key, "a value")
+        rewritten = []
+        for text in texts:
+            if text == "Missing data for required field.":
+                text = f"{key} is missing; give it, for example {example}."
+            elif text == "Field may not be null.":
+                text = f"{key} may not be null; give it, for example {example}."
+            elif text == "Not a valid integer.":
+                text = f"Invalid {key} {value!r}: give a whole number such as 12 (a JSON number in a body, not a string)."
+            elif text == "Not a valid boolean.":
+                text = f"Invalid {key} {value!r}: give true or false."
+            elif text == "Unknown query argument.":
+                text = f"Unknown query argument {key!r}; this route accepts {', '.join(accepted) or 'none'}."
+            rewritten.append(text)
+        explained[key] = rewritten
+    return explained
+
+
+class ExplainedErrors:
+    """Mixin that rewrites marshmallow's generic error texts through :func:`_explained`."""
+
+    def handle_error(self, error, data, *, many, **kwargs):
+        if isinstance(error.messages, dict):
+            accepted = sorted(
+                field.data_key or name for name, field in self.fields.items()
+                if name not in ("xnat_csrf", "format", "cache_buster")
+            )
+            raise ValidationError(_explained(error.messages, data, accepted)) from error
+
+
+class RuleSchema(ExplainedErrors, Schema):
     """A rule in a request body: XNAT's seven keys plus the optional ``conflictPolicy``.
 
     Loads to a :class:`~xnat_dicom_mappings.rules.Rule` with every value in
@@ -286,7 +339,7 @@ def rule_warnings(host, rule: Rule) -> list[str]:
     return warnings
 
 
-class QuerySchema(Schema):
+class QuerySchema(ExplainedErrors, Schema):
     """Base of the query argument schemas: unknown arguments are rejected.
 
     The arguments that XNAT's own clients add to every request (``XNAT_CSRF``,
@@ -323,8 +376,16 @@ class QuerySchema(Schema):
 
 
 class PagingArgs(QuerySchema):
-    page = fields.Integer(load_default=None, validate=Range(min=1, max=MAX_PAGE), metadata={"description": "1-based page number."})
-    pageSize = fields.Integer(load_default=None, validate=Range(min=1, max=2**31 - 1), metadata={"description": "Rules per page."})
+    page = fields.Integer(
+        load_default=None,
+        validate=Range(min=1, max=MAX_PAGE, error="Invalid page {input}: give a page number from {min} to {max}."),
+        metadata={"description": "1-based page number."},
+    )
+    pageSize = fields.Integer(
+        load_default=None,
+        validate=Range(min=1, error="Invalid pageSize {input}: give at least 1 (at most DICOM_MAPPINGS_MAX_PAGE_SIZE, 1000 by default)."),
+        metadata={"description": "Rules per page, at most DICOM_MAPPINGS_MAX_PAGE_SIZE (1000 by default)."},
+    )
 
 
 class ListArgs(PagingArgs):

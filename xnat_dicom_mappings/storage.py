@@ -80,9 +80,11 @@ class BundleError(DicomMappingsError):
     ``errors`` maps the index of each offending rule in the bundle to messages.
     """
 
-    def __init__(self, message: str, errors: dict[str, list[str]]):
+    def __init__(self, message: str, errors: dict[str, list[str]], existing_ids: Sequence[int] = ()):
         super().__init__(message)
         self.errors = errors
+        #: Stored rules that the bundle collides with; empty when it only contradicts itself.
+        self.existing_ids = sorted(set(existing_ids))
 
 
 @dataclass(frozen=True)
@@ -601,6 +603,7 @@ class RuleStore:
         seen_fields: dict[tuple, int] = {}
         seen_tags: dict[tuple, int] = {}
         matched: dict[int, int] = {}
+        colliding: list[int] = []
 
         for index, rule in enumerate(rules):
             place = (rule.schema_element, rule.scope, _project_key(rule))
@@ -622,6 +625,7 @@ class RuleStore:
                     f"matches stored rule {by_field_match.id} by field name and stored rule "
                     f"{by_tag_match.id} by DICOM tag; change or delete one of them first"
                 )
+                colliding += [by_field_match.id, by_tag_match.id]
             match = by_field_match or by_tag_match
             if match is not None and match.id in matched and not problems:
                 problems.append(f"matches stored rule {match.id}, which rule {matched[match.id]} of the bundle also matches")
@@ -640,7 +644,8 @@ class RuleStore:
                 plan.update.append((match, rule))
 
         if errors:
-            raise BundleError("the import bundle contradicts itself or the stored rules; nothing was imported", errors)
+            raise BundleError("the import bundle contradicts itself or the stored rules; nothing was imported",
+                              errors, existing_ids=colliding)
 
         if mode == "replace":
             plan.delete = [stored for stored in stored_rules if stored.id not in matched]
