@@ -23,7 +23,7 @@ def run_preview():
     The form fields are ``files`` (DICOM files or zips, repeated), and the
     optional ``project``, ``sessionType`` and ``rules`` (a JSON array of
     rules in the API's format). A candidate with the id of a stored rule
-    stands in for that rule, so an edit can be previewed before it is saved.
+    replaces that rule, so an edit can be previewed before it is saved.
     """
     ext = current_app.extensions["dicom_mappings"]
     settings = ext.settings
