@@ -60,8 +60,14 @@ def scan_inputs(groups: Groups, files_of: Callable[[list[Path]], list] = list) -
     ]
 
 
-def extract(rules: list[Rule], groups: Groups, files_of: Callable[[list[Path]], list] = list):
-    """Run the plugin's extraction over one session and return its ``ExtractionResult``."""
+def extract(rules: list[Rule], groups: Groups, files_of: Callable[[list[Path]], list] = list,
+            workers: int | None = 1):
+    """Run the plugin's extraction over one session and return its ``ExtractionResult``.
+
+    ``workers`` is passed to ``extract_session``. The default, 1, reads every
+    file in this process, so that its CPU time is the whole cost. Only the
+    parallel measurement requests worker processes.
+    """
     from xnat_dicom_mappings.extractor import extract_session
 
     return extract_session(
@@ -70,6 +76,7 @@ def extract(rules: list[Rule], groups: Groups, files_of: Callable[[list[Path]], 
         scans=scan_inputs(groups, files_of),
         project="BENCH",
         session_id="BENCH_E00001",
+        workers=workers,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import cProfile
 import pstats
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -29,14 +30,18 @@ from .rules import standard_rules
 STEPS = (
     ("extractor.py", "extract_session", "the whole extraction"),
     ("extractor.py", "_read_scans", "reading the files: `read_header` per file"),
-    ("reader.py", "_read_elements", "the header reader's element loop"),
+    ("elements.py", "_read_elements", "the header reader's element loop"),
     ("extractor.py", "_apply_rule", "applying the rules to the headers read"),
     ("reader.py", "Header.lookup", "looking up each rule's tag path in each header"),
     ("reader.py", "Header._sequence", "parsing sequence items (the functional groups)"),
     ("extractor.py", "_observe", "converting and recording each value (`convert_value`)"),
-    ("extractor.py", "_file_order", "the order key of each file (InstanceNumber)"),
-    ("reader.py", "_get", "fetching one element from a header or Dataset (`_get`)"),
+    ("extractor.py", "_file_order", "the order key of each file (InstanceNumber), once per file"),
+    ("values.py", "_get", "fetching one element from a header or Dataset (`_get`)"),
 )
+
+
+#: A line number after a file name in pyinstrument's call tree, such as ``reader.py:197``.
+LINE_NUMBER = re.compile(r"(\.py):\d+")
 
 
 @dataclass(frozen=True)
@@ -64,19 +69,23 @@ class Profile:
 
 
 def short_name(filename: str, line: int, function: str) -> str:
-    """Return ``package/module.py:line(function)``, without the site-packages prefix."""
+    """Return ``package/module.py(function)``, without the site-packages prefix.
+
+    The line number is left out, so that the page does not point at lines
+    that later changes move.
+    """
     if filename == "~":
         return function
     path = Path(filename)
     for marker in ("site-packages", "lib"):
         if marker in path.parts:
             index = len(path.parts) - 1 - path.parts[::-1].index(marker)
-            return f"{'/'.join(path.parts[index + 1:])}:{line}({function})"
+            return f"{'/'.join(path.parts[index + 1:])}({function})"
     try:
         path = path.relative_to(Path.cwd())
     except ValueError:
         pass
-    return f"{path}:{line}({function})"
+    return f"{path}({function})"
 
 
 def top_functions(stats: pstats.Stats, key: int, count: int) -> list[FunctionCost]:
@@ -89,8 +98,8 @@ def top_functions(stats: pstats.Stats, key: int, count: int) -> list[FunctionCos
 
 
 def call_tree(text: str) -> str:
-    """Return pyinstrument's text output without its banner, from the first line of the tree."""
-    lines = text.strip().splitlines()
+    """Return pyinstrument's text output from the first line of the tree, without banner or line numbers."""
+    lines = [LINE_NUMBER.sub(r"\1", line) for line in text.strip().splitlines()]
     for index, line in enumerate(lines):
         if line[:1].isdigit():
             return "\n".join(lines[index:])

@@ -75,6 +75,14 @@ DICOM_MAPPINGS_AUTH_CHALLENGE: str | None = None
 #: ``None`` keeps them until the next change in this process.
 DICOM_MAPPINGS_RULE_CACHE_SECONDS: float | None = 60.0
 
+#: Files given by path that an archived session needs before the archive hook
+#: reads them in a pool of worker processes, one per usable CPU, when the
+#: machine has at least two. The pool starts on the first such session and
+#: runs until the process exits or calls ``pool.shutdown_pool()``. ``None``
+#: reads every file in the calling process. NOTE: a server that runs several
+#: processes gets one pool in each.
+DICOM_MAPPINGS_PARALLEL_MIN_FILES: int | None = 200
+
 #: Register the admin page blueprint.
 DICOM_MAPPINGS_ADMIN_ENABLED = True
 

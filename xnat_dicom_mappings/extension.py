@@ -47,8 +47,8 @@ class RuleCache:
                 except StoreUnavailable:
                     if self._rules is None:
                         raise
-                    # Only the age limit expired: no change is known, so the
-                    # rules in memory are still the best answer until the
+                    # Only the age limit expired and no change is known, so
+                    # the rules in memory remain the best source until the
                     # database is back.
                     logger.warning("rule database unavailable; archiving with the rules loaded %.0f s ago",
                                    time.monotonic() - self._loaded_at)
@@ -203,6 +203,9 @@ class DicomMappings:
         with the result. A receiver that raises is logged and the result is
         still returned.
 
+        Files given by path are read in worker processes when the session
+        has at least ``DICOM_MAPPINGS_PARALLEL_MIN_FILES`` of them.
+
         Bad files, tags and values never raise; they are problems in the
         result. When the rule database cannot be reached, the rules loaded
         before are used if the cache only aged out; with no rules loaded yet
@@ -216,8 +219,10 @@ class DicomMappings:
         if project:
             project = self.host.canonical_project(project) or project
 
+        min_files = self.settings["DICOM_MAPPINGS_PARALLEL_MIN_FILES"]
         result = extractor.extract_session(
-            rules, session_type=session_type, scans=scans, project=project, session_id=session_id
+            rules, session_type=session_type, scans=scans, project=project, session_id=session_id,
+            workers=1 if min_files is None else None, parallel_min_files=min_files,
         )
         signals.send_safely(
             signals.session_extracted, self.app,
