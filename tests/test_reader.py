@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import struct
 import tracemalloc
+import zlib
 
 import pydicom
 import pytest
@@ -393,3 +395,55 @@ def test_raw_dataset_ascending_tags_reads():
     header = read_header(io.BytesIO(study_date + name), [PATIENT_NAME, WEIGHT])
 
     assert values(header, "PatientName") == ("Doe^Jane",)
+
+
+# -- deflated transfer syntax -------------------------------------------------------
+
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def write_deflated_bomb(path, blob_bytes: int) -> str:
+    """Write a deflated file whose dataset holds a private OB of ``blob_bytes`` zeros.
+
+    The file is about a thousandth of that size, because zeros deflate well.
+    """
+    head = dataset_bytes([(0x00080020, "DA", b"20200101"), (0x00090010, "LO", b"ACME")], identity=False)
+    blob_header = struct.pack("<HH2sHL", 0x0009, 0x1001, b"OB", 0, blob_bytes)
+    tail = dataset_bytes([(0x00100010, "PN", b"Doe^Jane")])
+
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    with open(path, "wb") as stream:
+        stream.write(b"\x00" * 128 + b"DICM" + file_meta(DEFLATED))
+        stream.write(deflater.compress(head + blob_header))
+        chunk = bytes(1024 * 1024)
+        for _ in range(blob_bytes // len(chunk)):
+            stream.write(deflater.compress(chunk))
+        stream.write(deflater.compress(tail))
+        stream.write(deflater.flush())
+    return str(path)
+
+
+def test_deflated_real_file():
+    path = real_file("image_dfl.dcm")
+    expected = pydicom.dcmread(path, stop_before_pixels=True)
+
+    header = read_header(path, [parse_tag("Rows"), parse_tag("Modality")])
+
+    assert header.lookup(parse_tag("Rows"))[0].values == (expected.Rows,)
+    assert header.lookup(parse_tag("Modality"))[0].values == (expected.Modality,)
+
+
+def test_deflate_bomb_memory_bounded(tmp_path):
+    path = write_deflated_bomb(tmp_path / "bomb.dcm", 64 * 1024 * 1024)
+    assert os.path.getsize(path) < 1024 * 1024
+
+    tracemalloc.start()
+    try:
+        header = read_header(path, [parse_tag("StudyDate"), parse_tag("PatientName")])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert header.lookup(parse_tag("StudyDate"))[0].values == ("20200101",)
+    assert header.lookup(parse_tag("PatientName"))[0].values == ("Doe^Jane",)
+    assert peak < 16 * 1024 * 1024

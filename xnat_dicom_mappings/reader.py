@@ -428,8 +428,8 @@ def _parse(stream: BinaryIO, plan: ReadPlan) -> tuple[dict, bool, bool]:
 
     implicit, little = _encoding_for(transfer_syntax, stream)
     if transfer_syntax == _DEFLATED:
-        stream = io.BytesIO(zlib.decompress(stream.read(), -zlib.MAX_WBITS))
-        size = _stream_size(stream)
+        stream = io.BufferedReader(InflatingStream(stream), buffer_size=64 * 1024)
+        size = None
 
     state = {"stop": plan.stop_after, "extended": False}
 
@@ -453,6 +453,82 @@ def _parse(stream: BinaryIO, plan: ReadPlan) -> tuple[dict, bool, bool]:
     elements = _read_elements(stream, implicit, little, plan.wants, stop, into=found,
                               check_first=check_dataset, size=size)
     return elements, implicit, little
+
+
+class InflatingStream(io.RawIOBase):
+    """The dataset of a deflated file, inflated only as far as it is read.
+
+    Inflating the whole dataset first would let a small file announce
+    gigabytes of zeros (a deflate bomb). Here memory stays within a few
+    chunks of :data:`INFLATE_CHUNK` bytes whatever the inflated size, and
+    reading stops at the last requested tag as for any other file. Seeking
+    forward inflates and discards; seeking back starts again from the
+    beginning of the deflated data.
+    """
+
+    def __init__(self, source: BinaryIO):
+        self._source = source
+        self._start = source.tell()
+        self._rewind()
+
+    def _rewind(self) -> None:
+        self._source.seek(self._start)
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._pending = b""
+        self._position = 0
+        self._finished = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def _inflate_more(self) -> None:
+        data = self._inflater.unconsumed_tail or self._source.read(INFLATE_CHUNK)
+        if not data:
+            self._pending += self._inflater.flush()
+            self._finished = True
+            return
+        self._pending += self._inflater.decompress(data, INFLATE_CHUNK)
+        if self._inflater.eof:
+            self._finished = True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending and not self._finished:
+            self._inflate_more()
+
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._position + offset
+        elif whence == io.SEEK_END:
+            target = None
+        else:
+            raise ValueError(f"invalid whence {whence}")
+
+        if target is not None and target < self._position:
+            self._rewind()
+        scratch = bytearray(INFLATE_CHUNK)
+        while target is None or self._position < target:
+            wanted = INFLATE_CHUNK if target is None else min(INFLATE_CHUNK, target - self._position)
+            if self.readinto(memoryview(scratch)[:wanted]) == 0:
+                break
+        return self._position
+
+
+#: Bytes of deflated data read, and of inflated data produced, per step.
+INFLATE_CHUNK = 1024 * 1024
 
 
 def _stream_size(stream: BinaryIO) -> int | None:
