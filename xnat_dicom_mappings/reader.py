@@ -1,8 +1,8 @@
 """Header reading with early stop, private creators and functional groups.
 
 :func:`read_header` reads the elements that a set of tag paths needs and
-nothing else: pixel data is never read, elements outside the request are
-skipped by seeking past them, and reading stops at the first element after
+nothing else. Pixel data is never read, and elements outside the request
+are skipped by seeking past them. Reading stops at the first element after
 the last requested top-level tag. A file that ends inside an element
 before that stop, or that nests sequences deeper than
 :data:`MAX_SEQUENCE_DEPTH`, is unreadable. Values come out as the file
@@ -82,9 +82,9 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 class ReadPlan:
     """Which top-level elements a read needs and where it may stop.
 
-    ``tags`` are public top-level tags; ``private_offsets`` maps each odd
+    ``tags`` are public top-level tags. ``private_offsets`` maps each odd
     group with a creator-anchored first step to the element offsets needed
-    in that group; ``single_tags`` are one-step public paths, which may be
+    in that group. ``single_tags`` are one-step public paths, which may be
     looked up in the functional groups when absent at the top level.
     """
 
