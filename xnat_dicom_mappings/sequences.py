@@ -171,11 +171,7 @@ def _walk_sequence(stream: BinaryIO, tag: int, position: int, implicit: bool, li
                 layout = _undefined_length_layout(stream, element_tag, vr, element_implicit,
                                                   little)
                 if layout is None:
-                    value = read_undefined_length_value(stream, little, SequenceDelimiterTag)
-                    offset = stream.tell()
-                    if pieces is not None:
-                        pieces.append(value)
-                        pieces.append(_TAG_AND_LENGTH[little].pack(0xFFFE, 0xE0DD, 0))
+                    offset = _copy_undefined_length_value(stream, little, pieces)
                     continue
                 depth += 1
                 if depth > MAX_SEQUENCE_DEPTH:
@@ -191,11 +187,7 @@ def _walk_sequence(stream: BinaryIO, tag: int, position: int, implicit: bool, li
         if length == _UNDEFINED_LENGTH:
             # A group FFFE tag of undefined length inside an item, which pydicom
             # reads as a value up to a Sequence Delimitation Item.
-            value = read_undefined_length_value(stream, little, SequenceDelimiterTag)
-            offset = stream.tell()
-            if pieces is not None:
-                pieces.append(value)
-                pieces.append(_TAG_AND_LENGTH[little].pack(0xFFFE, 0xE0DD, 0))
+            offset = _copy_undefined_length_value(stream, little, pieces)
             continue
 
         end = offset + length
@@ -238,3 +230,16 @@ def _ends_inside_sequence(tag: int, position: int, end: int) -> UnreadableFile:
         f"the file ends at byte {end}, inside sequence {_tag_text(tag)} that starts at byte "
         f"{position}"
     )
+
+
+def _copy_undefined_length_value(stream: BinaryIO, little: bool, pieces: list | None) -> int:
+    """Read a value up to its Sequence Delimitation Item and return the offset after it.
+
+    When ``pieces`` collects the raw bytes, the value goes in followed by the
+    delimiter that the read consumed.
+    """
+    value = read_undefined_length_value(stream, little, SequenceDelimiterTag)
+    if pieces is not None:
+        pieces.append(value)
+        pieces.append(_TAG_AND_LENGTH[little].pack(0xFFFE, 0xE0DD, 0))
+    return stream.tell()
