@@ -32,104 +32,104 @@ def kinds(session) -> list[str]:
     return [problem["kind"] for problem in session["problems"]]
 
 
-def test_h01_decimal_comma(tmp_path):
+def test_decimal_comma(tmp_path):
     session, _ = run_one(tmp_path, [(0x00101030, "DS", b"72,5")], "float", "PatientWeight")
     assert session["fields"] == {"f": "72.5"}
     assert kinds(session) == ["repaired"]
 
 
-def test_h02_comma_separator_float(tmp_path):
+def test_comma_separator_float(tmp_path):
     elements = [(0x00280030, "DS", b"0.005865432,0.001955034")]
     session, _ = run_one(tmp_path, elements, "float", "PixelSpacing")
     assert session["fields"] == {}
     assert kinds(session) == ["invalid"]
 
 
-def test_h03_comma_separator_string(tmp_path):
+def test_comma_separator_string(tmp_path):
     elements = [(0x00280030, "DS", b"0.005865432,0.001955034")]
     session, _ = run_one(tmp_path, elements, "string", "PixelSpacing")
     assert session["fields"] == {"f": "0.005865432,0.001955034"}
     assert session["problems"] == []
 
 
-def test_h04_decimal_in_is(tmp_path):
+def test_decimal_in_is(tmp_path):
     session, _ = run_one(tmp_path, [(0x00181152, "IS", b"14.5")], "integer", "Exposure")
     assert session["fields"] == {}
     assert kinds(session) == ["invalid"]
 
 
-def test_h05_whole_decimal_in_is(tmp_path):
+def test_whole_decimal_in_is(tmp_path):
     session, _ = run_one(tmp_path, [(0x00181152, "IS", b"14.0")], "integer", "Exposure")
     assert session["fields"] == {"f": "14"}
 
 
-def test_h06_exponent(tmp_path):
+def test_exponent(tmp_path):
     elements = [(0x00180050, "DS", b"-9.81338674e-006")]
     session, _ = run_one(tmp_path, elements, "float", "SliceThickness")
     assert session["fields"] == {"f": "-0.00000981338674"}
 
 
-def test_h07_name_in_date(tmp_path):
+def test_name_in_date(tmp_path):
     session, _ = run_one(tmp_path, [(0x00100030, "DA", b"Amadeus ")], "date", "PatientBirthDate")
     assert session["fields"] == {}
     assert kinds(session) == ["invalid"]
 
 
-def test_h08_zero_date(tmp_path):
+def test_zero_date(tmp_path):
     session, _ = run_one(tmp_path, [(0x00080020, "DA", b"00000000")], "date", "StudyDate")
     assert session["fields"] == {}
     assert kinds(session) == ["missing"]
 
 
-def test_h09_empty_date(tmp_path):
+def test_empty_date(tmp_path):
     session, _ = run_one(tmp_path, [(0x00080023, "DA", b"")], "date", "ContentDate")
     assert session["fields"] == {}
     assert kinds(session) == ["missing"]
 
 
-def test_h10_month_thirteen(tmp_path):
+def test_month_thirteen(tmp_path):
     session, _ = run_one(tmp_path, [(0x00080020, "DA", b"20061399")], "date", "StudyDate")
     assert session["fields"] == {}
     assert kinds(session) == ["invalid"]
 
 
-def test_h11_acr_nema_date(tmp_path):
+def test_acr_nema_date(tmp_path):
     session, _ = run_one(tmp_path, [(0x00080020, "DA", b"1997.04.24")], "date", "StudyDate")
     assert session["fields"] == {"f": "1997-04-24"}
 
 
-def test_h12_time_fraction(tmp_path):
+def test_time_fraction(tmp_path):
     session, _ = run_one(tmp_path, [(0x00080032, "TM", b"045812.123")], "time", "AcquisitionTime")
     assert session["fields"] == {"f": "04:58:12.123"}
 
 
-def test_h13_seven_fraction_digits(tmp_path):
+def test_seven_fraction_digits(tmp_path):
     elements = [(0x00080032, "TM", b"155431.1234567")]
     session, _ = run_one(tmp_path, elements, "time", "AcquisitionTime")
     assert session["fields"] == {"f": "15:54:31.123456"}
     assert kinds(session) == ["repaired"]
 
 
-def test_h14_colons_and_zero_fraction(tmp_path):
+def test_colons_and_zero_fraction(tmp_path):
     elements = [(0x00080032, "TM", b"18:08:01.0000000")]
     session, _ = run_one(tmp_path, elements, "time", "AcquisitionTime")
     assert session["fields"] == {"f": "18:08:01"}
     assert kinds(session) == ["repaired"]
 
 
-def test_h15_short_time(tmp_path):
+def test_short_time(tmp_path):
     session, _ = run_one(tmp_path, [(0x00080032, "TM", b"0930")], "time", "AcquisitionTime")
     assert session["fields"] == {"f": "09:30:00"}
 
 
-def test_h16_nul_and_garbage_after_date(tmp_path):
+def test_nul_and_garbage_after_date(tmp_path):
     elements = [(0x00080020, "DA", b"20180702\x00\x8f\xfe\x12\x07")]
     session, _ = run_one(tmp_path, elements, "date", "StudyDate")
     assert session["fields"] == {"f": "2018-07-02"}
     assert kinds(session) == ["repaired"]
 
 
-def test_h16_garbage_with_backslash(tmp_path):
+def test_garbage_with_backslash(tmp_path):
     # A backslash inside the garbage must not turn it into a second value.
     elements = [(0x00080020, "DA", b"20180702\x00\x8f\\\x12\x07 ")]
     session, _ = run_one(tmp_path, elements, "date", "StudyDate")
@@ -137,19 +137,19 @@ def test_h16_garbage_with_backslash(tmp_path):
     assert kinds(session) == ["repaired"]
 
 
-def test_h17_datetime_with_offset(tmp_path):
+def test_datetime_with_offset(tmp_path):
     elements = [(0x0008002A, "DT", b"20211207145718.123000+0100")]
     session, _ = run_one(tmp_path, elements, "datetime", "AcquisitionDateTime")
     assert session["fields"] == {"f": "2021-12-07T14:57:18.123+01:00"}
 
 
-def test_h18_date_of_datetime(tmp_path):
+def test_date_of_datetime(tmp_path):
     elements = [(0x0008002A, "DT", b"20211207145718.123000+0100")]
     session, _ = run_one(tmp_path, elements, "date", "AcquisitionDateTime")
     assert session["fields"] == {"f": "2021-12-07"}
 
 
-def test_h19_unknown_charset_latin1(tmp_path):
+def test_unknown_charset_latin1(tmp_path):
     elements = [(0x00080005, "CS", b"Not Supplied"),
                 (0x00100010, "PN", "Müller^Hans".encode("latin-1"))]
     session, _ = run_one(tmp_path, elements, "string", "PatientName")
@@ -158,14 +158,14 @@ def test_h19_unknown_charset_latin1(tmp_path):
     assert "character set" in session["problems"][0]["detail"]
 
 
-def test_h20_nul_in_charset(tmp_path):
+def test_nul_in_charset(tmp_path):
     elements = [(0x00080005, "CS", b"\x00ISO_IR 100"), (0x00100010, "PN", b"Doe^John")]
     session, _ = run_one(tmp_path, elements, "string", "PatientName")
     assert session["fields"] == {"f": "Doe^John"}
     assert session["problems"] == []
 
 
-def test_h20_nul_in_charset_non_ascii(tmp_path):
+def test_nul_in_charset_non_ascii(tmp_path):
     elements = [(0x00080005, "CS", b"\x00ISO_IR 100"),
                 (0x00100010, "PN", "Doe^Jörg".encode("latin-1"))]
     session, _ = run_one(tmp_path, elements, "string", "PatientName")
@@ -173,19 +173,19 @@ def test_h20_nul_in_charset_non_ascii(tmp_path):
     assert kinds(session) == ["repaired"]
 
 
-def test_h21_nul_pad(tmp_path):
+def test_nul_pad(tmp_path):
     session, _ = run_one(tmp_path, [(0x00101030, "DS", b"0\x00")], "float", "PatientWeight")
     assert session["fields"] == {"f": "0.0"}
     assert session["problems"] == []
 
 
-def test_h22_private_creator_implicit(tmp_path):
+def test_private_creator_implicit(tmp_path):
     elements = [(0x00190010, "LO", b"ACME_CUSTOM "), (0x00191001, "DS", b"3.5 ")]
     session, _ = run_one(tmp_path, elements, "float", '(0019,"ACME_CUSTOM",01)', implicit=True)
     assert session["fields"] == {"f": "3.5"}
 
 
-def test_h23_private_block_moved(tmp_path):
+def test_private_block_moved(tmp_path):
     elements = [(0x00190010, "LO", b"OTHER VENDOR"), (0x00191001, "DS", b"9.9 "),
                 (0x00190011, "LO", b"ACME_CUSTOM "), (0x00191101, "DS", b"3.5 ")]
     session, _ = run_one(tmp_path, elements, "float", '(0019,"ACME_CUSTOM",01)', implicit=True)
@@ -197,37 +197,37 @@ def _sequence(tag: int, items: list[bytes]) -> tuple[int, str, bytes]:
     return (tag, "SQ", body)
 
 
-def test_h24_enhanced_shared_groups(tmp_path):
+def test_enhanced_shared_groups(tmp_path):
     timing = _sequence(0x00189112, [dataset_bytes([(0x00180080, "DS", b"3516")], identity=False)])
     shared = _sequence(0x52009229, [dataset_bytes([timing], identity=False)])
     session, _ = run_one(tmp_path, [shared], "float", "RepetitionTime")
     assert session["fields"] == {"f": "3516.0"}
 
 
-def test_h25_value_index_past_end(tmp_path):
+def test_value_index_past_end(tmp_path):
     session, _ = run_one(tmp_path, [(0x00280030, "DS", b"0.5")], "float", "PixelSpacing[1]")
     assert session["fields"] == {}
     assert kinds(session) == ["missing"]
 
 
-def test_h26_value_index(tmp_path):
+def test_value_index(tmp_path):
     session, _ = run_one(tmp_path, [(0x00280030, "DS", b"0.5\\0.7")], "float", "PixelSpacing[1]")
     assert session["fields"] == {"f": "0.7"}
 
 
-def test_h27_nan(tmp_path):
+def test_nan(tmp_path):
     elements = [(0x00180087, "DS", b"NaN ")]
     session, _ = run_one(tmp_path, elements, "float", "MagneticFieldStrength")
     assert session["fields"] == {}
     assert kinds(session) == ["invalid"]
 
 
-def test_h28_boolean_y(tmp_path):
+def test_boolean_y(tmp_path):
     session, _ = run_one(tmp_path, [(0x00102000, "LO", b"Y ")], "boolean", "MedicalAlerts")
     assert session["fields"] == {"f": "true"}
 
 
-def test_h29_scan_conflict(tmp_path):
+def test_scan_conflict(tmp_path):
     paths = []
     for number in range(1, 4):
         uid = f"1.2.826.0.1.3680043.8.498.1.1.{number}".encode()
@@ -243,7 +243,7 @@ def test_h29_scan_conflict(tmp_path):
 
 
 @pytest.mark.parametrize("absent", [1, 2, 3])
-def test_h30_tag_absent_in_one_file(tmp_path, absent):
+def test_tag_absent_in_one_file(tmp_path, absent):
     paths = []
     for number in range(1, 4):
         elements = [(0x00200013, "IS", str(number).encode())]
@@ -256,7 +256,7 @@ def test_h30_tag_absent_in_one_file(tmp_path, absent):
     assert session["problems"] == []
 
 
-def test_h31_zip_with_text_file(tmp_path):
+def test_zip_with_text_file(tmp_path):
     archive = tmp_path / "upload.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as output:
         for number in range(1, 4):
@@ -269,7 +269,7 @@ def test_h31_zip_with_text_file(tmp_path):
     assert [entry["path"] for entry in result["unreadable"]] == [f"{archive}/series/x.dcm"]
 
 
-def test_h32_stray_byte_without_preamble(tmp_path):
+def test_stray_byte_without_preamble(tmp_path):
     path = tmp_path / "stray.dcm"
     path.write_bytes(b"\x00" + dataset_bytes([(0x00080005, "CS", b"ISO_IR 100"),
                                                (0x00101030, "DS", b"68")]))
@@ -279,7 +279,7 @@ def test_h32_stray_byte_without_preamble(tmp_path):
     assert "not a DICOM file" in result["unreadable"][0]["reason"]
 
 
-def test_h32_no_preamble_is_read(tmp_path):
+def test_no_preamble_is_read(tmp_path):
     path = tmp_path / "bare.dcm"
     path.write_bytes(dataset_bytes([(0x00080005, "CS", b"ISO_IR 100"),
                                     (0x00101030, "DS", b"68")]))

@@ -142,8 +142,8 @@ def extract_session(rules: Iterable[Rule], *, session_type: str, scans: Sequence
     """Compute the session fields and scan parameters of one session.
 
     Session rules apply when their schema element is exactly
-    ``session_type``, scan rules when it is exactly the scan's xsi type;
-    site rules apply everywhere and ``project``'s rules replace them as
+    ``session_type``, and scan rules when it is exactly the scan's xsi type.
+    Site rules apply everywhere, and ``project``'s rules replace them as
     :func:`~.rules.effective_rules` defines. Each file is read once. Raises
     TypeError or ValueError only for arguments of the wrong type or shape.
 
