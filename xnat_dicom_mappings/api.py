@@ -27,7 +27,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from . import security, tags
 from .errors import StoreUnavailable, TagSyntaxError
-from .rules import PROJECT, SITE, effective_rules
+from .rules import PROJECT, SITE, effective_rules, json_type_name
 from .schemas import (
     EffectiveArgs,
     EmptyArgs,
@@ -185,16 +185,10 @@ def _read_body() -> bytes:
     return raw
 
 
-def _json_kind(value) -> str:
-    """Return the JSON name of a parsed value's type, such as "array" for a list."""
-    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
-    return kinds.get(type(value), "number")
-
-
 def _rule_body() -> dict:
     data = _json_body()
     if not isinstance(data, dict):
-        raise BadRequest(f"The body must be a JSON object with the keys of a rule, not a JSON {_json_kind(data)}.")
+        raise BadRequest(f"The body must be a JSON object with the keys of a rule, not a JSON {json_type_name(data)}.")
     return data
 
 

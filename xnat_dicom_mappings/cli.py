@@ -11,7 +11,7 @@ import sys
 from . import catalogue
 from .errors import TagSyntaxError
 from .grouping import extract_paths
-from .rules import CONFLICT_POLICIES, FIELD_TYPES, Rule
+from .rules import CONFLICT_POLICIES, FIELD_TYPES, Rule, json_type_name
 from .tags import parse_tag
 
 #: Exit status for bad arguments and for a rules file that cannot be used.
@@ -109,21 +109,15 @@ def load_rules(path: str) -> list[Rule]:
     if not isinstance(data, list):
         raise RulesFileError(
             f"the rules file {path} must contain a JSON array of rules (the body of "
-            f"GET /xapi/dicom_mappings) or an export bundle, not a JSON {_json_kind(data)}"
+            f"GET /xapi/dicom_mappings) or an export bundle, not a JSON {json_type_name(data)}"
         )
     return [_check_rule(entry, number, path) for number, entry in enumerate(data, 1)]
-
-
-def _json_kind(value) -> str:
-    """Return the JSON name of a parsed value's type, such as "object" for a dict."""
-    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
-    return kinds.get(type(value), "number")
 
 
 def _check_rule(entry, number: int, path: str) -> Rule:
     where = f"{path}: rule {number}"
     if not isinstance(entry, dict):
-        raise RulesFileError(f"{where} must be a JSON object, not a JSON {_json_kind(entry)}")
+        raise RulesFileError(f"{where} must be a JSON object, not a JSON {json_type_name(entry)}")
     name = entry.get("fieldName")
     if isinstance(name, str) and name:
         where += f" ({name})"

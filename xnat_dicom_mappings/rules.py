@@ -6,7 +6,7 @@ the stored rules all share this one representation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterable
 
 SITE = "Site"
@@ -114,5 +114,11 @@ def rules_for_type(effective: Iterable[EffectiveRule], xsi_type: str) -> list[Ru
     return [e.rule for e in effective if e.rule.schema_element == xsi_type]
 
 
-def with_id(rule: Rule, rule_id: int) -> Rule:
-    return replace(rule, id=rule_id)
+def json_type_name(value) -> str:
+    """Return the JSON name of a parsed value's type, such as "object" for a dict.
+
+    Messages about a rule body or a rules file use it, so that they speak
+    JSON's words instead of Python's type names.
+    """
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
