@@ -176,6 +176,15 @@ def test_cookie_session_state_change_needs_csrf(client):
     assert with_token.status_code == 201
 
 
+def test_non_ascii_csrf_token_is_403(client):
+    token = _login_token(client)
+    client.post("/login", data={"username": "admin", "password": "admin", "csrf_token": token})
+
+    response = client.put("/data/projects/ACCENT", headers={"X-CSRFToken": "t\u00e9"})
+
+    assert response.status_code == 403
+
+
 def test_cookie_with_junk_authorization_needs_csrf(client):
     token = _login_token(client)
     client.post("/login", data={"username": "admin", "password": "admin", "csrf_token": token})

@@ -123,7 +123,8 @@ def check_csrf() -> None:
         return
 
     sent = request.headers.get("X-CSRFToken") or request.form.get("csrf_token") or ""
-    if not hmac.compare_digest(sent, csrf_token()):
+    # Bytes, because compare_digest raises TypeError on str with non-ASCII characters.
+    if not hmac.compare_digest(sent.encode(), csrf_token().encode()):
         abort(403, description="the X-CSRFToken header is missing or does not match "
                                "the token of this session; reload the page and retry")
 
