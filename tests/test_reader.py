@@ -403,7 +403,7 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
 def write_deflated_bomb(path, blob_bytes: int) -> str:
-    """Write a deflated file whose dataset holds a private OB of ``blob_bytes`` zeros.
+    """Write a deflated file whose dataset contains a private OB of ``blob_bytes`` zeros.
 
     The file is about a thousandth of that size, because zeros deflate well.
     """

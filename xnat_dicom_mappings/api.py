@@ -330,8 +330,8 @@ def handle_stale(error: StaleRule):
 
 @blueprint.errorhandler(BundleError)
 def handle_bundle_error(error: BundleError):
-    # A collision with stored rules is a conflict with the server's state (409,
-    # naming them, as for a single duplicate); a bundle that contradicts itself is a bad request.
+    # A collision with stored rules conflicts with the server's state, so it is a
+    # 409 naming them, as for a single duplicate. A bundle that contradicts itself is a 400.
     if error.existing_ids:
         _log_error(409, str(error))
         return error_response(409, str(error), {"rules": error.errors}, existingIds=error.existing_ids)

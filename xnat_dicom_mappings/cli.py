@@ -19,7 +19,7 @@ EXIT_USAGE = 2
 
 
 class RulesFileError(Exception):
-    """A rules file that cannot be read or holds an invalid rule."""
+    """A rules file that cannot be read or contains an invalid rule."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,11 +45,11 @@ DICOM_MAPPINGS_MAX_IMPORT_BYTES = 8 * 1024 * 1024
 #: the time and memory of that request.
 DICOM_MAPPINGS_MAX_IMPORT_RULES = 10_000
 
-#: Most files that one ``POST /preview`` accepts, zip members counted one by one.
+#: Maximum number of files in one ``POST /preview``, zip members counted one by one.
 DICOM_MAPPINGS_PREVIEW_MAX_FILES = 500
 
 #: Largest total size, in bytes, of the files of one ``POST /preview`` once
-#: unzipped. A larger upload answers 413.
+#: unzipped. A larger upload gets a 413.
 DICOM_MAPPINGS_PREVIEW_MAX_BYTES = 64 * 1024 * 1024
 
 #: Largest ``pageSize`` a list or history request may ask for.

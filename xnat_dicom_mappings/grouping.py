@@ -135,7 +135,7 @@ def extract_uploads(rules: Iterable[Rule], uploads: Iterable[tuple[str, bytes]],
                 )
             if total_bytes > max_bytes:
                 raise UploadTooLarge(
-                    f"the upload holds more than {max_bytes} bytes once unzipped; "
+                    f"the upload is larger than {max_bytes} bytes once unzipped; "
                     f"send at most {max_bytes} bytes at a time"
                 )
         return _extract(rules, collected, project, session_type)
