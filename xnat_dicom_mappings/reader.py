@@ -475,6 +475,7 @@ class InflatingStream(io.RawIOBase):
         self._source.seek(self._start)
         self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         self._pending = b""
+        self._pending_offset = 0  # bytes of _pending already returned
         self._position = 0
         self._finished = False
 
@@ -488,22 +489,28 @@ class InflatingStream(io.RawIOBase):
         return self._position
 
     def _inflate_more(self) -> None:
+        """Replace the pending chunk, all of it returned, with the next inflated one."""
         data = self._inflater.unconsumed_tail or self._source.read(INFLATE_CHUNK)
+        self._pending_offset = 0
         if not data:
-            self._pending += self._inflater.flush()
+            self._pending = self._inflater.flush()
             self._finished = True
             return
-        self._pending += self._inflater.decompress(data, INFLATE_CHUNK)
+
+        self._pending = self._inflater.decompress(data, INFLATE_CHUNK)
         if self._inflater.eof:
             self._finished = True
 
     def readinto(self, buffer) -> int:
-        while not self._pending and not self._finished:
+        while self._pending_offset == len(self._pending) and not self._finished:
             self._inflate_more()
 
-        count = min(len(buffer), len(self._pending))
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
+        # An offset into the inflated chunk, instead of slicing off what was
+        # returned, copies each inflated byte once rather than once per read.
+        start = self._pending_offset
+        count = min(len(buffer), len(self._pending) - start)
+        buffer[:count] = self._pending[start:start + count]
+        self._pending_offset += count
         self._position += count
         return count
 
